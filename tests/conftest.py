@@ -1,0 +1,80 @@
+"""Hermetic test set-up: offline Hub, a throw-away HF cache, and the `slow` marker driven by RUN_SLOW."""
+
+import os
+import tempfile
+
+
+# Set before anything imports huggingface_hub / transformers: both read these at import time.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="zeetad-hf-home-")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from zeetad_hf import ZeetadConfig, build_clip_tokenizer  # noqa: E402
+
+
+PROMPT_WORDS = ("a", "video", "of", "person", "jumping", "running", "diving", "swimming", "throwing", "the")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("RUN_SLOW", "").lower() in ("1", "true", "yes", "on"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow test: set RUN_SLOW=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return build_clip_tokenizer(PROMPT_WORDS, model_max_length=16)
+
+
+@pytest.fixture
+def make_config(tokenizer):
+    """Factory of tiny ZEETAD configs: `make_config(text_adapter_type="lora", ...)`."""
+    return lambda **overrides: tiny_zeetad_config(tokenizer, **overrides)
+
+
+def tiny_text_config(tokenizer) -> dict:
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 16,
+        "projection_dim": 16,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def tiny_zeetad_config(tokenizer, **overrides) -> ZeetadConfig:
+    """A ZEETAD config with hidden sizes of 32 and below (well under 1M parameters)."""
+    settings = {
+        "text_config": tiny_text_config(tokenizer),
+        "localization_feature_dim": 24,
+        "d_model": 32,
+        "num_attention_heads": 4,
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+        "num_feature_levels": 3,
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "num_queries": 8,
+        "semantic_adapter_dim": 8,
+        "text_adapter_bottleneck_dim": 8,
+        "lora_rank": 4,
+        "dropout": 0.0,
+    }
+    settings.update(overrides)
+    return ZeetadConfig(**settings)
