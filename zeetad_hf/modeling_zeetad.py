@@ -1,0 +1,1025 @@
+"""PyTorch ZEETAD: zero-shot end-to-end temporal action detection (arXiv 2311.00729).
+
+Data flow of one forward pass:
+
+1. Dual localization ([`ZeetadModel`]): localization features -> multi-scale 1-D pyramid -> deformable encoder ->
+   per-unit foreground logits (the paper's segment mask) and a deformable decoder whose queries predict class-agnostic
+   actionness and iteratively refined `(center, width)` segments.
+2. Zero-shot proposal classification ([`ZeetadForTemporalActionDetection`]): class prompts -> CLIP text encoder with
+   adapters -> text embeddings; CLIP frame embeddings -> residual adapter -> unit embeddings; each proposal's class
+   logits are the logit-scaled cosine similarities of the units under its segment, weighted by foreground probability.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig
+from peft.functional import inject_adapter_in_model
+from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPVisionModelWithProjection,
+    PreTrainedModel,
+)
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.models.clip.modeling_clip import CLIPMLP
+from transformers.utils import ModelOutput, logging
+
+from .configuration_zeetad import ZeetadConfig
+from .loss_zeetad import ZeetadLoss
+from .segment_utils import segment_cw_to_se
+
+
+logger = logging.get_logger(__name__)
+
+# Leaves tagged with this attribute are zero-initialised (adapter up-projections, LoRA B, last refinement layer),
+# so that adapters start as the identity and refinement starts from the reference segments.
+ZERO_INIT_ATTRIBUTE = "_zeetad_zero_init"
+# Prior probability of the actionness / foreground classifiers at initialisation (RetinaNet-style bias init).
+INITIAL_FOREGROUND_PROBABILITY = 0.01
+
+
+@dataclass
+class ZeetadModelOutput(ModelOutput):
+    r"""
+    Output of the dual-localization module [`ZeetadModel`].
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_queries, d_model)`):
+            Query states after the last decoder layer.
+        pred_segments (`torch.FloatTensor` of shape `(batch_size, num_queries, 2)`):
+            Segments of the last decoder layer as normalised `(center, width)`, each in `(0, 1)`, relative to the
+            valid (unpadded) length of each video.
+        actionness_logits (`torch.FloatTensor` of shape `(batch_size, num_queries)`):
+            Class-agnostic actionness logits of the last decoder layer (apply a sigmoid for probabilities).
+        intermediate_segments (`torch.FloatTensor` of shape `(batch_size, decoder_layers, num_queries, 2)`):
+            Segments predicted by every decoder layer (the last entry equals `pred_segments`).
+        intermediate_actionness_logits (`torch.FloatTensor` of shape `(batch_size, decoder_layers, num_queries)`):
+            Actionness logits of every decoder layer.
+        foreground_logits (`torch.FloatTensor` of shape `(batch_size, num_units)`):
+            Per-unit foreground logits from the encoder; padded units hold `-inf`-like large negative values.
+        encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_units, d_model)`):
+            Encoder states of the finest temporal level; padded units are zero.
+        feature_mask (`torch.BoolTensor` of shape `(batch_size, num_units)`):
+            `True` for valid units.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pred_segments: torch.FloatTensor | None = None
+    actionness_logits: torch.FloatTensor | None = None
+    intermediate_segments: torch.FloatTensor | None = None
+    intermediate_actionness_logits: torch.FloatTensor | None = None
+    foreground_logits: torch.FloatTensor | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+    feature_mask: torch.BoolTensor | None = None
+
+
+@dataclass
+class ZeetadTemporalActionDetectionOutput(ModelOutput):
+    r"""
+    Output of [`ZeetadForTemporalActionDetection`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
+            Weighted sum of the matching losses (see [`ZeetadLoss`]).
+        loss_dict (`dict[str, torch.FloatTensor]`, *optional*, returned when `labels` are given):
+            Unweighted loss components (`loss_actionness`, `loss_class`, `loss_l1`, `loss_giou`, `loss_foreground`,
+            and the same query losses with suffix `_{i}` for intermediate decoder layers).
+        logits (`torch.FloatTensor` of shape `(batch_size, num_queries, num_classes)`):
+            Class logits of every query over the candidate class prompts passed with the batch (logit-scaled cosine
+            similarities; a softmax over the last dimension gives class probabilities).
+        actionness_logits (`torch.FloatTensor` of shape `(batch_size, num_queries)`):
+            Class-agnostic actionness logits (sigmoid for probabilities).
+        pred_segments (`torch.FloatTensor` of shape `(batch_size, num_queries, 2)`):
+            Normalised `(center, width)` segments in `(0, 1)` relative to each video's valid length. Use
+            [`~zeetad_hf.post_process_temporal_action_detection`] to get `(start, end)` in seconds.
+        foreground_logits (`torch.FloatTensor` of shape `(batch_size, num_units)`):
+            Per-unit foreground logits (the segment mask).
+        feature_lengths (`torch.LongTensor` of shape `(batch_size,)`):
+            Number of valid units of every video (needed to convert normalised segments to seconds).
+        text_embeds (`torch.FloatTensor` of shape `(num_classes, clip_embedding_dim)`):
+            L2-normalised class prompt embeddings (averaged over prompt templates).
+        unit_embeds (`torch.FloatTensor` of shape `(batch_size, num_units, clip_embedding_dim)`):
+            L2-normalised adapted CLIP frame embeddings of every unit.
+        auxiliary_outputs (`list[dict]`, *optional*):
+            For every intermediate decoder layer, a dict with `logits`, `actionness_logits` and `pred_segments`.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_queries, d_model)`):
+            Query states after the last decoder layer.
+        encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_units, d_model)`):
+            Encoder states of the finest temporal level.
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_dict: dict | None = None
+    logits: torch.FloatTensor | None = None
+    actionness_logits: torch.FloatTensor | None = None
+    pred_segments: torch.FloatTensor | None = None
+    foreground_logits: torch.FloatTensor | None = None
+    feature_lengths: torch.LongTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    unit_embeds: torch.FloatTensor | None = None
+    auxiliary_outputs: list[dict] | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1-D building blocks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def inverse_sigmoid(probabilities: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Logit of probabilities clamped away from 0 and 1."""
+    probabilities = probabilities.clamp(min=eps, max=1 - eps)
+    return torch.log(probabilities / (1 - probabilities))
+
+
+def sinusoidal_position_embedding(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Sine/cosine embedding of normalised positions `(...,)` in `[0, 1]` -> `(..., dim)`."""
+    half_dim = dim // 2
+    frequencies = temperature ** (torch.arange(half_dim, device=positions.device, dtype=torch.float32) / half_dim)
+    # ..., half_dim
+    angles = positions.float()[..., None] * (2 * math.pi) / frequencies
+    embedding = torch.cat((angles.sin(), angles.cos()), dim=-1)
+    if dim % 2:
+        embedding = F.pad(embedding, (0, 1))
+    return embedding
+
+
+def unit_centers(feature_lengths: torch.Tensor, num_units: int, stride: int = 1) -> torch.Tensor:
+    """Normalised centres of the units of a level with the given stride: `(batch,)` -> `(batch, ceil(num_units))`.
+
+    Unit `j` of level stride `s` sits on input unit `j * s`, whose centre is `(j * s + 0.5) / valid_length`.
+    """
+    indices = torch.arange(num_units, device=feature_lengths.device, dtype=torch.float32)
+    return (indices[None, :] * stride + 0.5) / feature_lengths[:, None].float()
+
+
+class ZeetadMLP(nn.Module):
+    """A small multi-layer perceptron with ReLU between layers; optionally zero-initialised output layer."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, zero_init_output: bool):
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(dim_in, dim_out) for dim_in, dim_out in zip(dims[:-1], dims[1:]))
+        if zero_init_output:
+            setattr(self.layers[-1], ZERO_INIT_ATTRIBUTE, True)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        for index, layer in enumerate(self.layers):
+            hidden_states = layer(hidden_states)
+            if index < len(self.layers) - 1:
+                hidden_states = F.relu(hidden_states)
+        return hidden_states
+
+
+class ZeetadResidualAdapter(nn.Module):
+    """Residual bottleneck adapter `x + up(act(down(x)))`; `up` starts at zero so the adapter starts as the identity."""
+
+    def __init__(self, hidden_size: int, bottleneck_dim: int, activation: str = "gelu"):
+        super().__init__()
+        self.down_proj = nn.Linear(hidden_size, bottleneck_dim)
+        self.activation = ACT2FN[activation]
+        self.up_proj = nn.Linear(bottleneck_dim, hidden_size)
+        setattr(self.up_proj, ZERO_INIT_ATTRIBUTE, True)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states + self.up_proj(self.activation(self.down_proj(hidden_states)))
+
+
+class ZeetadDownsample(nn.Module):
+    """Masked stride-2 convolution that builds the next (coarser) pyramid level; keeps `(features, mask)` together."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.conv = nn.Conv1d(d_model, d_model, kernel_size=3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Zero padded units so the convolution sees the same zeros as the implicit border padding: outputs of valid
+        # units then do not depend on how much padding follows them.
+        features = features * mask[..., None]
+        # batch, d_model, num_units -> batch, d_model, ceil(num_units / 2) -> batch, ceil(num_units / 2), d_model
+        downsampled = self.conv(features.transpose(1, 2)).transpose(1, 2)
+        downsampled_mask = mask[:, ::2]
+        downsampled = F.relu(self.norm(downsampled)) * downsampled_mask[..., None]
+        return downsampled, downsampled_mask
+
+
+class ZeetadTemporalDeformableAttention(nn.Module):
+    """Multi-scale deformable attention over 1-D time, in pure PyTorch.
+
+    Every query attends to `num_points` sampled positions per head and level, placed around a reference: a point
+    (encoder, offsets in units of the level) or a segment (decoder, offsets relative to half the segment width).
+    Values are linearly interpolated between neighbouring units (`grid_sample` on a height-1 image, zero outside).
+    The sampling offsets are direct parameters of this module so that its `_init_weights` branch runs (after its
+    children) and sets the directional grid initialisation.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, num_levels: int, num_points: int):
+        super().__init__()
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.num_levels = num_levels
+        self.num_points = num_points
+        self.head_dim = d_model // num_heads
+        num_samples = num_heads * num_levels * num_points
+        self.sampling_offsets_weight = nn.Parameter(torch.empty(num_samples, d_model))
+        self.sampling_offsets_bias = nn.Parameter(torch.empty(num_samples))
+        self.attention_weights = nn.Linear(d_model, num_samples)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+
+    def initial_sampling_offsets(self) -> torch.Tensor:
+        """Heads alternately look right and left, point `p` at distance `p + 1`: `(heads * levels * points,)`."""
+        directions = torch.tensor([1.0 if head % 2 == 0 else -1.0 for head in range(self.num_heads)])
+        distances = torch.arange(1, self.num_points + 1, dtype=torch.float32)
+        # heads, levels, points
+        offsets = directions[:, None, None] * distances[None, None, :].expand(1, self.num_levels, -1)
+        return offsets.reshape(-1)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        references: torch.Tensor,
+        value_states: torch.Tensor,
+        value_mask: torch.Tensor,
+        level_lengths: list[int],
+        feature_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        Args:
+            hidden_states (`torch.FloatTensor` of shape `(batch_size, num_queries, d_model)`):
+                Queries (with position embeddings added).
+            references (`torch.FloatTensor` of shape `(batch_size, num_queries)` or `(batch_size, num_queries, 2)`):
+                Normalised reference points (encoder) or `(center, width)` reference segments (decoder).
+            value_states (`torch.FloatTensor` of shape `(batch_size, sum(level_lengths), d_model)`):
+                The flattened multi-scale sequence, level 0 first.
+            value_mask (`torch.BoolTensor` of shape `(batch_size, sum(level_lengths))`):
+                `True` for valid units.
+            level_lengths (`list[int]`):
+                Padded length of every level.
+            feature_lengths (`torch.LongTensor` of shape `(batch_size,)`):
+                Valid length of the finest level (normalised positions are relative to it).
+        """
+        batch_size, num_queries, _ = hidden_states.shape
+        value = self.value_proj(value_states) * value_mask[..., None]
+        # batch, total_units, heads, head_dim
+        value = value.view(batch_size, -1, self.num_heads, self.head_dim)
+
+        offsets = F.linear(hidden_states, self.sampling_offsets_weight, self.sampling_offsets_bias)
+        # batch, queries, heads, levels, points
+        offsets = offsets.view(batch_size, num_queries, self.num_heads, self.num_levels, self.num_points)
+        attention = self.attention_weights(hidden_states).view(
+            batch_size, num_queries, self.num_heads, self.num_levels * self.num_points
+        )
+        # batch, queries, heads, levels, points
+        attention = attention.softmax(-1).view(batch_size, num_queries, self.num_heads, self.num_levels, -1)
+
+        valid_lengths = feature_lengths.to(hidden_states.dtype)[:, None, None, None, None]
+        level_strides = torch.tensor(
+            [2.0**level for level in range(self.num_levels)], dtype=hidden_states.dtype, device=hidden_states.device
+        )[None, None, None, :, None]
+        if references.dim() == 2:
+            # Encoder: offsets are measured in units of each level.
+            # batch, queries, 1, 1, 1 -> continuous index on every level
+            reference_index = (references[:, :, None, None, None] * valid_lengths - 0.5) / level_strides
+            sampling_index = reference_index + offsets
+        else:
+            # Decoder: offsets are fractions of half the segment width (one point step = width / (2 * points)).
+            centers = references[:, :, None, None, None, 0]
+            widths = references[:, :, None, None, None, 1]
+            locations = centers + offsets / self.num_points * widths * 0.5
+            sampling_index = (locations * valid_lengths - 0.5) / level_strides
+
+        output = hidden_states.new_zeros(batch_size * self.num_heads, self.head_dim, num_queries)
+        level_start = 0
+        for level, level_length in enumerate(level_lengths):
+            # batch, level_length, heads, head_dim -> batch * heads, head_dim, 1, level_length
+            level_value = value[:, level_start : level_start + level_length]
+            level_value = level_value.permute(0, 2, 3, 1).reshape(batch_size * self.num_heads, self.head_dim, 1, -1)
+            level_start += level_length
+            # batch, queries, heads, points -> batch * heads, queries, points
+            level_index = sampling_index[:, :, :, level].permute(0, 2, 1, 3).flatten(0, 1)
+            # Pixel p of a width-W image sits at (2p + 1) / W - 1 with align_corners=False; y = 0 is the only row.
+            grid_x = (2 * level_index + 1) / level_length - 1
+            grid = torch.stack((grid_x, torch.zeros_like(grid_x)), dim=-1)
+            # batch * heads, head_dim, queries, points
+            sampled = F.grid_sample(level_value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            level_attention = attention[:, :, :, level].permute(0, 2, 1, 3).flatten(0, 1)[:, None]
+            output = output + (sampled * level_attention).sum(-1)
+        # batch * heads, head_dim, queries -> batch, queries, d_model
+        output = output.view(batch_size, self.num_heads * self.head_dim, num_queries).transpose(1, 2)
+        return self.output_proj(output)
+
+
+class ZeetadEncoderLayer(GradientCheckpointingLayer):
+    """Deformable self-attention over all pyramid levels followed by a feed-forward block (post-norm)."""
+
+    def __init__(self, config: ZeetadConfig):
+        super().__init__()
+        self.self_attn = ZeetadTemporalDeformableAttention(
+            config.d_model, config.num_attention_heads, config.num_feature_levels, config.encoder_num_points
+        )
+        self.self_attn_layer_norm = nn.LayerNorm(config.d_model)
+        self.fc1 = nn.Linear(config.d_model, config.encoder_ffn_dim)
+        self.fc2 = nn.Linear(config.encoder_ffn_dim, config.d_model)
+        self.final_layer_norm = nn.LayerNorm(config.d_model)
+        self.activation = ACT2FN[config.activation_function]
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        position_embeddings: torch.Tensor,
+        reference_points: torch.Tensor,
+        mask: torch.Tensor,
+        level_lengths: list[int],
+        feature_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        attended = self.self_attn(
+            hidden_states + position_embeddings, reference_points, hidden_states, mask, level_lengths, feature_lengths
+        )
+        hidden_states = self.self_attn_layer_norm(hidden_states + self.dropout(attended))
+        feed_forward = self.fc2(self.dropout(self.activation(self.fc1(hidden_states))))
+        hidden_states = self.final_layer_norm(hidden_states + self.dropout(feed_forward))
+        return hidden_states * mask[..., None]
+
+
+class ZeetadDecoderLayer(GradientCheckpointingLayer):
+    """Query self-attention, deformable cross-attention around each query's segment, feed-forward (post-norm)."""
+
+    def __init__(self, config: ZeetadConfig):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(
+            config.d_model, config.num_attention_heads, dropout=config.attention_dropout, batch_first=True
+        )
+        self.self_attn_layer_norm = nn.LayerNorm(config.d_model)
+        self.cross_attn = ZeetadTemporalDeformableAttention(
+            config.d_model, config.num_attention_heads, config.num_feature_levels, config.decoder_num_points
+        )
+        self.cross_attn_layer_norm = nn.LayerNorm(config.d_model)
+        self.fc1 = nn.Linear(config.d_model, config.decoder_ffn_dim)
+        self.fc2 = nn.Linear(config.decoder_ffn_dim, config.d_model)
+        self.final_layer_norm = nn.LayerNorm(config.d_model)
+        self.activation = ACT2FN[config.activation_function]
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        query_position_embeddings: torch.Tensor,
+        reference_segments: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        level_lengths: list[int],
+        feature_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        queries = hidden_states + query_position_embeddings
+        attended, _ = self.self_attn(queries, queries, hidden_states, need_weights=False)
+        hidden_states = self.self_attn_layer_norm(hidden_states + self.dropout(attended))
+        attended = self.cross_attn(
+            hidden_states + query_position_embeddings,
+            reference_segments,
+            memory,
+            memory_mask,
+            level_lengths,
+            feature_lengths,
+        )
+        hidden_states = self.cross_attn_layer_norm(hidden_states + self.dropout(attended))
+        feed_forward = self.fc2(self.dropout(self.activation(self.fc1(hidden_states))))
+        return self.final_layer_norm(hidden_states + self.dropout(feed_forward))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLIP text encoder with adapters
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class ZeetadAdapterMLP(CLIPMLP):
+    """CLIP's MLP followed by a residual bottleneck adapter (Houlsby-style, zero-initialised up-projection).
+
+    It reuses the pretrained `fc1`/`fc2` modules under their original names, so CLIP checkpoints load unchanged.
+    """
+
+    def __init__(self, config: CLIPTextConfig, bottleneck_dim: int):
+        super().__init__(config)
+        self.adapter = ZeetadResidualAdapter(config.hidden_size, bottleneck_dim, activation=config.hidden_act)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.adapter(super().forward(hidden_states))
+
+
+class ZeetadTextEncoder(CLIPTextModel):
+    """A frozen `CLIPTextModel` carrying trainable adapters (bottleneck or LoRA through `peft`).
+
+    Transformers initialises modules inside a nested pretrained model with that model's `_init_weights`, so this
+    subclass is where zero-initialised adapter leaves (tagged with `ZERO_INIT_ATTRIBUTE`) are set to zero: the
+    adapted encoder then computes exactly the pretrained function at initialisation.
+    """
+
+    def __init__(self, config: CLIPTextConfig, adapter_config: ZeetadConfig):
+        super().__init__(config)
+        self.adapter_type = adapter_config.text_adapter_type
+        if self.adapter_type == "bottleneck":
+            for layer in self.encoder.layers:
+                adapted_mlp = ZeetadAdapterMLP(config, adapter_config.text_adapter_bottleneck_dim)
+                adapted_mlp.fc1, adapted_mlp.fc2 = layer.mlp.fc1, layer.mlp.fc2
+                layer.mlp = adapted_mlp
+        elif self.adapter_type == "lora":
+            inject_lora_adapters(self, adapter_config)
+        self.requires_grad_(False)
+        for parameter in self.adapter_parameters():
+            parameter.requires_grad_(True)
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        """The trainable adapter parameters (empty without adapters)."""
+        return [
+            parameter
+            for name, parameter in self.named_parameters()
+            if ".adapter." in name or ".lora_A." in name or ".lora_B." in name
+        ]
+
+    def _init_weights(self, module: nn.Module):
+        if getattr(module, ZERO_INIT_ATTRIBUTE, False):
+            init.zeros_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+            return
+        super()._init_weights(module)
+
+    def load_base_weights(self, clip_state_dict: dict[str, torch.Tensor]):
+        """Copy the weights of a plain `CLIPTextModel` into this encoder, wherever adapters wrap its layers.
+
+        LoRA wraps `q_proj` as `q_proj.base_layer`; bottleneck adapters keep every original name.
+        """
+        own_state = self.state_dict()
+        for key, tensor in clip_state_dict.items():
+            module_name, _, parameter_name = key.rpartition(".")
+            candidates = (key, f"{module_name}.base_layer.{parameter_name}")
+            target = next((candidate for candidate in candidates if candidate in own_state), None)
+            if target is None:
+                raise ValueError(f"The CLIP text weight `{key}` has no counterpart in the ZEETAD text encoder.")
+            if own_state[target].shape != tensor.shape:
+                raise ValueError(
+                    f"Shape mismatch for CLIP text weight `{key}`: checkpoint {tuple(tensor.shape)}, "
+                    f"model {tuple(own_state[target].shape)}."
+                )
+            with torch.no_grad():
+                own_state[target].copy_(tensor)
+
+
+def inject_lora_adapters(text_encoder: nn.Module, config: ZeetadConfig):
+    """The one place where `peft` builds LoRA layers: inject them in place and tag `lora_B` for zero init."""
+    lora_config = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+    )
+    inject_adapter_in_model(lora_config, text_encoder)
+    for module in text_encoder.modules():
+        if isinstance(module, BaseTunerLayer):
+            for lora_b in module.lora_B.values():
+                setattr(lora_b, ZERO_INIT_ATTRIBUTE, True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pretrained model base
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class ZeetadPreTrainedModel(PreTrainedModel):
+    config: ZeetadConfig
+    base_model_prefix = "model"
+    main_input_name = "input_features"
+    input_modalities = ("video", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ZeetadEncoderLayer", "ZeetadDecoderLayer"]
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        std = self.config.init_std
+        if isinstance(module, ZeetadTemporalDeformableAttention):
+            # Zero offsets + directional bias: every head starts sampling a fixed pattern around its reference.
+            init.zeros_(module.sampling_offsets_weight)
+            init.copy_(module.sampling_offsets_bias, module.initial_sampling_offsets())
+            init.zeros_(module.attention_weights.weight)
+            init.zeros_(module.attention_weights.bias)
+            init.xavier_uniform_(module.value_proj.weight)
+            init.zeros_(module.value_proj.bias)
+            init.xavier_uniform_(module.output_proj.weight)
+            init.zeros_(module.output_proj.bias)
+        elif isinstance(module, nn.Linear):
+            if getattr(module, ZERO_INIT_ATTRIBUTE, False):
+                init.zeros_(module.weight)
+            else:
+                init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv1d):
+            init.normal_(module.weight, mean=0.0, std=std)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=1.0)
+        elif isinstance(module, nn.MultiheadAttention):
+            init.xavier_uniform_(module.in_proj_weight)
+            init.zeros_(module.in_proj_bias)
+        elif isinstance(module, ZeetadModel):
+            init.normal_(module.level_embed, mean=0.0, std=std)
+            prior_bias = -math.log((1 - INITIAL_FOREGROUND_PROBABILITY) / INITIAL_FOREGROUND_PROBABILITY)
+            init.constant_(module.foreground_head.layers[-1].bias, prior_bias)
+            for head in module.actionness_heads:
+                init.constant_(head.bias, prior_bias)
+            init.xavier_uniform_(module.reference_head.weight)
+            init.zeros_(module.reference_head.bias)
+        elif isinstance(module, ZeetadForTemporalActionDetection):
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dual localization
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class ZeetadModel(ZeetadPreTrainedModel):
+    """The dual-localization module: class-agnostic segments + actionness per query, and a per-unit foreground mask."""
+
+    def __init__(self, config: ZeetadConfig):
+        super().__init__(config)
+        input_dim = config.localization_feature_dim or config.clip_embedding_dim
+        self.input_projection = nn.Linear(input_dim, config.d_model)
+        self.input_layer_norm = nn.LayerNorm(config.d_model)
+        self.downsample_layers = nn.ModuleList(
+            ZeetadDownsample(config.d_model) for _ in range(config.num_feature_levels - 1)
+        )
+        self.level_embed = nn.Parameter(torch.empty(config.num_feature_levels, config.d_model))
+        self.encoder_layers = nn.ModuleList(ZeetadEncoderLayer(config) for _ in range(config.encoder_layers))
+        self.foreground_head = ZeetadMLP(config.d_model, config.d_model, 1, num_layers=2, zero_init_output=False)
+
+        self.query_embeddings = nn.Embedding(config.num_queries, 2 * config.d_model)
+        self.reference_head = nn.Linear(config.d_model, 2)
+        self.decoder_layers = nn.ModuleList(ZeetadDecoderLayer(config) for _ in range(config.decoder_layers))
+        self.segment_heads = nn.ModuleList(
+            ZeetadMLP(config.d_model, config.d_model, 2, num_layers=3, zero_init_output=True)
+            for _ in range(config.decoder_layers)
+        )
+        self.actionness_heads = nn.ModuleList(nn.Linear(config.d_model, 1) for _ in range(config.decoder_layers))
+        self.post_init()
+
+    def build_pyramid(
+        self, input_features: torch.Tensor, feature_mask: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Project the features and build `num_feature_levels` levels of stride 1, 2, 4, ..."""
+        features = self.input_layer_norm(self.input_projection(input_features)) * feature_mask[..., None]
+        levels, masks = [features], [feature_mask]
+        for downsample in self.downsample_layers:
+            features, mask = downsample(levels[-1], masks[-1])
+            levels.append(features)
+            masks.append(mask)
+        return levels, masks
+
+    def forward(
+        self,
+        input_features: torch.FloatTensor,
+        feature_attention_mask: torch.Tensor,
+        return_dict: bool | None = None,
+    ) -> tuple | ZeetadModelOutput:
+        r"""
+        Args:
+            input_features (`torch.FloatTensor` of shape `(batch_size, num_units, feature_dim)`):
+                Localization features of every temporal unit (validated by
+                [`ZeetadForTemporalActionDetection.forward`]).
+            feature_attention_mask (`torch.Tensor` of shape `(batch_size, num_units)`):
+                1 for valid units, 0 for padding; valid units form a prefix of each row.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        feature_mask = feature_attention_mask.bool()
+        feature_lengths = feature_mask.sum(-1)
+        batch_size = input_features.shape[0]
+
+        # 1. Multi-scale pyramid, flattened level after level, with positions relative to each video's valid length.
+        levels, masks = self.build_pyramid(input_features, feature_mask)
+        level_lengths = [level.shape[1] for level in levels]
+        reference_points = torch.cat(
+            [unit_centers(feature_lengths, length, stride=2**index) for index, length in enumerate(level_lengths)],
+            dim=1,
+        )
+        position_embeddings = sinusoidal_position_embedding(reference_points, self.config.d_model).to(
+            input_features.dtype
+        )
+        level_embeddings = torch.cat(
+            [self.level_embed[index].expand(length, -1) for index, length in enumerate(level_lengths)], dim=0
+        )
+        position_embeddings = position_embeddings + level_embeddings[None]
+        memory = torch.cat(levels, dim=1)
+        memory_mask = torch.cat(masks, dim=1)
+
+        # 2. Deformable encoder over all levels.
+        for encoder_layer in self.encoder_layers:
+            memory = encoder_layer(
+                memory, position_embeddings, reference_points, memory_mask, level_lengths, feature_lengths
+            )
+
+        # 3. Foreground mask (segment mask) on the finest level.
+        finest_memory = memory[:, : level_lengths[0]]
+        foreground_logits = self.foreground_head(finest_memory).squeeze(-1)
+        foreground_logits = foreground_logits.masked_fill(~feature_mask, torch.finfo(foreground_logits.dtype).min)
+
+        # 4. Decoder: learnable queries with reference segments refined layer after layer.
+        query_position, hidden_states = self.query_embeddings.weight.split(self.config.d_model, dim=-1)
+        query_position = query_position[None].expand(batch_size, -1, -1)
+        hidden_states = hidden_states[None].expand(batch_size, -1, -1)
+        reference_segments = self.reference_head(query_position).sigmoid()
+        intermediate_segments, intermediate_actionness = [], []
+        for decoder_layer, segment_head, actionness_head in zip(
+            self.decoder_layers, self.segment_heads, self.actionness_heads
+        ):
+            hidden_states = decoder_layer(
+                hidden_states,
+                query_position,
+                reference_segments,
+                memory,
+                memory_mask,
+                level_lengths,
+                feature_lengths,
+            )
+            segments = (inverse_sigmoid(reference_segments) + segment_head(hidden_states)).sigmoid()
+            intermediate_segments.append(segments)
+            intermediate_actionness.append(actionness_head(hidden_states).squeeze(-1))
+            # Each layer refines the previous layer's segments; gradients do not flow through the reference.
+            reference_segments = segments.detach()
+
+        output = ZeetadModelOutput(
+            last_hidden_state=hidden_states,
+            pred_segments=intermediate_segments[-1],
+            actionness_logits=intermediate_actionness[-1],
+            intermediate_segments=torch.stack(intermediate_segments, dim=1),
+            intermediate_actionness_logits=torch.stack(intermediate_actionness, dim=1),
+            foreground_logits=foreground_logits,
+            encoder_last_hidden_state=finest_memory,
+            feature_mask=feature_mask,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Zero-shot temporal action detection
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def segment_unit_weights(segments: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
+    """Fraction of every unit covered by every segment: `(batch, queries, 2)` `(center, width)` -> `(batch, queries, units)`.
+
+    Unit `t` of a video with `V` valid units spans `[t / V, (t + 1) / V]`; any segment of positive width inside the
+    video covers part of at least one unit, so short proposals still pool something.
+    """
+    feature_lengths = feature_mask.sum(-1).to(segments.dtype)
+    start_end = segment_cw_to_se(segments).clamp(0.0, 1.0)
+    num_units = feature_mask.shape[1]
+    unit_starts = torch.arange(num_units, device=segments.device, dtype=segments.dtype)[None, :] / feature_lengths[:, None]
+    unit_ends = unit_starts + 1.0 / feature_lengths[:, None]
+    # batch, queries, units
+    overlap = torch.minimum(start_end[..., 1:2], unit_ends[:, None]) - torch.maximum(start_end[..., 0:1], unit_starts[:, None])
+    coverage = overlap.clamp(min=0) * feature_lengths[:, None, None]
+    return coverage * feature_mask[:, None, :]
+
+
+class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
+    """ZEETAD: dual localization + zero-shot proposal classification against free-text class prompts.
+
+    Nothing in the weights depends on the class list: the classes are whatever prompts are passed with the batch.
+    """
+
+    def __init__(self, config: ZeetadConfig):
+        super().__init__(config)
+        self.model = ZeetadModel(config)
+        self.text_encoder = ZeetadTextEncoder(config.text_config, config)
+        self.text_projection = nn.Linear(config.text_config.hidden_size, config.clip_embedding_dim, bias=False)
+        self.text_projection.requires_grad_(False)
+        if config.vision_config is not None:
+            self.vision_encoder = CLIPVisionModelWithProjection(config.vision_config)
+            self.vision_encoder.requires_grad_(False)
+        else:
+            self.vision_encoder = None
+        self.semantic_adapter = ZeetadResidualAdapter(config.clip_embedding_dim, config.semantic_adapter_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+        self.criterion = ZeetadLoss(config)
+        self.post_init()
+
+    @classmethod
+    def from_clip(
+        cls,
+        pretrained_model_name_or_path: str,
+        *,
+        load_vision: bool = False,
+        revision: str = "main",
+        token: str | bool | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        **config_overrides,
+    ) -> "ZeetadForTemporalActionDetection":
+        r"""
+        Build a freshly initialised ZEETAD model whose text encoder (and, if asked, vision tower) carries pretrained
+        CLIP weights, e.g. `"openai/clip-vit-base-patch16"` or a local CLIP folder.
+
+        Args:
+            pretrained_model_name_or_path (`str`):
+                Hub id or local folder of a `CLIPModel` (or `CLIPTextModelWithProjection`) checkpoint.
+            load_vision (`bool`, *optional*, defaults to `False`):
+                Also load the CLIP vision tower (needed to embed raw frames).
+            revision, token, cache_dir, local_files_only:
+                Forwarded to `from_pretrained`.
+            config_overrides:
+                Any [`ZeetadConfig`] field (e.g. `localization_feature_dim=2048`, `text_adapter_type="lora"`).
+        """
+        hub_kwargs = {
+            "revision": revision,
+            "token": token,
+            "cache_dir": cache_dir,
+            "local_files_only": local_files_only,
+            "dtype": torch.float32,
+        }
+        clip_text = CLIPTextModelWithProjection.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        clip_vision = None
+        if load_vision:
+            clip_vision = CLIPVisionModelWithProjection.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        for reserved in ("text_config", "vision_config"):
+            if reserved in config_overrides:
+                raise ValueError(f"`{reserved}` comes from the CLIP checkpoint and cannot be overridden in `from_clip`.")
+        config = ZeetadConfig(
+            text_config=clip_text.config,
+            vision_config=clip_vision.config if clip_vision is not None else None,
+            **config_overrides,
+        )
+        model = cls(config)
+        model.text_encoder.load_base_weights(clip_text.text_model.state_dict())
+        model.text_projection.load_state_dict(clip_text.text_projection.state_dict())
+        if clip_vision is not None:
+            model.vision_encoder.load_state_dict(clip_vision.state_dict())
+        return model
+
+    def get_text_features(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        r"""
+        Encode class prompts into L2-normalised CLIP embeddings, averaging over prompt templates.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(num_classes, sequence_length)` or `(num_classes, num_templates, sequence_length)`):
+                Tokenised prompts; with a template dimension the normalised embeddings of a class's templates are
+                averaged (CLIP prompt ensembling).
+            attention_mask (`torch.Tensor`, *optional*, same shape as `input_ids`):
+                1 for real tokens, 0 for padding.
+
+        Returns:
+            `torch.FloatTensor` of shape `(num_classes, clip_embedding_dim)`.
+        """
+        if input_ids.dim() not in (2, 3) or input_ids.shape[0] == 0:
+            raise ValueError(
+                "`input_ids` must have shape (num_classes, sequence_length) or (num_classes, num_templates, "
+                f"sequence_length) with at least one class, got {tuple(input_ids.shape)}."
+            )
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"`attention_mask` shape {tuple(attention_mask.shape)} does not match `input_ids` shape "
+                f"{tuple(input_ids.shape)}."
+            )
+        num_classes = input_ids.shape[0]
+        sequence_length = input_ids.shape[-1]
+        # num_classes * num_templates, sequence_length
+        flat_ids = input_ids.reshape(-1, sequence_length)
+        flat_mask = attention_mask.reshape(-1, sequence_length) if attention_mask is not None else None
+        pooled = self.text_encoder(input_ids=flat_ids, attention_mask=flat_mask).pooler_output
+        embeddings = F.normalize(self.text_projection(pooled), dim=-1)
+        # num_classes, num_templates, clip_embedding_dim
+        embeddings = embeddings.view(num_classes, -1, embeddings.shape[-1])
+        return F.normalize(embeddings.mean(dim=1), dim=-1)
+
+    def get_clip_features(self, pixel_values: torch.FloatTensor) -> torch.Tensor:
+        r"""
+        Embed preprocessed frames with the frozen CLIP vision tower.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(num_frames, num_channels, height, width)`):
+                Frames normalised as CLIP expects.
+
+        Returns:
+            `torch.FloatTensor` of shape `(num_frames, clip_embedding_dim)`: projected (not yet normalised) frame
+            embeddings, the `clip_features` of one video.
+        """
+        if self.vision_encoder is None:
+            raise ValueError(
+                "This model has no CLIP vision tower (`config.vision_config` is None): build it with "
+                "`ZeetadForTemporalActionDetection.from_clip(..., load_vision=True)` or pass `clip_features`."
+            )
+        return self.vision_encoder(pixel_values=pixel_values).image_embeds
+
+    def merge_text_adapters(self) -> None:
+        """Fold LoRA adapters into the frozen text weights for export; afterwards `config.text_adapter_type` is None.
+
+        Bottleneck adapters are non-linear and cannot be folded into the linear weights; they are plain modules that
+        `save_pretrained` already exports, so merging them raises a `ValueError`.
+        """
+        adapter_type = self.config.text_adapter_type
+        if adapter_type is None:
+            return
+        if adapter_type != "lora":
+            raise ValueError(
+                f"`text_adapter_type={adapter_type!r}` adapters are non-linear and cannot be merged into the CLIP "
+                "weights; save the model as it is (the adapters are part of `model.safetensors`)."
+            )
+        for name, module in list(self.text_encoder.named_modules()):
+            if isinstance(module, BaseTunerLayer):
+                module.merge()
+                parent_name, _, child_name = name.rpartition(".")
+                setattr(self.text_encoder.get_submodule(parent_name), child_name, module.get_base_layer())
+        self.text_encoder.adapter_type = None
+        self.config.text_adapter_type = None
+
+    def _validate_inputs(
+        self,
+        input_features: torch.Tensor,
+        feature_attention_mask: torch.Tensor | None,
+        clip_features: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Check shapes and values of the video inputs; returns the feature mask as a bool tensor."""
+        expected_dim = self.config.localization_feature_dim or self.config.clip_embedding_dim
+        if input_features.dim() != 3 or input_features.shape[-1] != expected_dim:
+            raise ValueError(
+                f"`input_features` must have shape (batch_size, num_units, {expected_dim}), "
+                f"got {tuple(input_features.shape)}."
+            )
+        batch_size, num_units, _ = input_features.shape
+        if num_units == 0:
+            raise ValueError("`input_features` has no temporal units (num_units == 0).")
+        if feature_attention_mask is None:
+            feature_mask = torch.ones(batch_size, num_units, dtype=torch.bool, device=input_features.device)
+        else:
+            if tuple(feature_attention_mask.shape) != (batch_size, num_units):
+                raise ValueError(
+                    f"`feature_attention_mask` must have shape {(batch_size, num_units)} to match `input_features`, "
+                    f"got {tuple(feature_attention_mask.shape)}."
+                )
+            feature_mask = feature_attention_mask.bool()
+            lengths = feature_mask.sum(-1)
+            if (lengths == 0).any():
+                empty = torch.nonzero(lengths == 0).flatten().tolist()
+                raise ValueError(f"`feature_attention_mask` has no valid unit for video(s) {empty}.")
+            positions = torch.arange(num_units, device=feature_mask.device)[None]
+            if not torch.equal(feature_mask, positions < lengths[:, None]):
+                raise ValueError("`feature_attention_mask` must mark valid units as a prefix of each row (pad on the right).")
+        if not torch.isfinite(input_features[feature_mask]).all():
+            raise ValueError("`input_features` contains NaN or infinite values in valid units.")
+        if clip_features is not None:
+            expected = (batch_size, num_units, self.config.clip_embedding_dim)
+            if tuple(clip_features.shape) != expected:
+                raise ValueError(f"`clip_features` must have shape {expected}, got {tuple(clip_features.shape)}.")
+            if not torch.isfinite(clip_features[feature_mask]).all():
+                raise ValueError("`clip_features` contains NaN or infinite values in valid units.")
+        elif self.config.localization_feature_dim is not None:
+            raise ValueError(
+                f"`clip_features` are required: `input_features` are {self.config.localization_feature_dim}-d "
+                "localization features, and classification needs CLIP frame embeddings."
+            )
+        return feature_mask
+
+    def classify_segments(
+        self,
+        segments: torch.Tensor,
+        unit_similarity: torch.Tensor,
+        unit_weights: torch.Tensor,
+        feature_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Pool unit/prompt similarities under each segment.
+
+        `(B, Q, 2)` segments, `(B, T, C)` similarities, `(B, T)` unit weights and mask -> logits `(B, Q, C)`.
+        """
+        # Classification does not move the boundaries: the segment mask is built from detached segments.
+        weights = segment_unit_weights(segments.detach(), feature_mask) * unit_weights[:, None, :]
+        pooled = torch.einsum("bqt,btc->bqc", weights, unit_similarity)
+        pooled = pooled / weights.sum(-1, keepdim=True).clamp(min=1e-6)
+        return self.logit_scale.exp() * pooled
+
+    def forward(
+        self,
+        input_features: torch.FloatTensor,
+        feature_attention_mask: torch.Tensor | None = None,
+        clip_features: torch.FloatTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        text_embeds: torch.FloatTensor | None = None,
+        labels: list[dict] | None = None,
+        return_dict: bool | None = None,
+    ) -> tuple | ZeetadTemporalActionDetectionOutput:
+        r"""
+        Args:
+            input_features (`torch.FloatTensor` of shape `(batch_size, num_units, feature_dim)`):
+                Localization features per temporal unit (`feature_dim = config.localization_feature_dim`, or the CLIP
+                embedding dimension when that is None, in which case they are also the CLIP frame embeddings).
+            feature_attention_mask (`torch.Tensor` of shape `(batch_size, num_units)`, *optional*):
+                1 for valid units, 0 for right padding. Defaults to all valid.
+            clip_features (`torch.FloatTensor` of shape `(batch_size, num_units, clip_embedding_dim)`, *optional*):
+                CLIP frame embeddings per unit; required when `config.localization_feature_dim` is set.
+            input_ids (`torch.LongTensor` of shape `(num_classes, seq_len)` or `(num_classes, num_templates, seq_len)`, *optional*):
+                Tokenised class prompts shared by the batch (see [`~ZeetadForTemporalActionDetection.get_text_features`]).
+            attention_mask (`torch.Tensor`, *optional*, same shape as `input_ids`):
+                Prompt padding mask.
+            text_embeds (`torch.FloatTensor` of shape `(num_classes, clip_embedding_dim)`, *optional*):
+                Pre-computed class embeddings instead of `input_ids` (normalised inside).
+            labels (`list[dict]`, *optional*):
+                One dict per video: `"class_labels"` (`torch.LongTensor` of shape `(num_actions,)`, indices into the
+                prompts) and `"segments"` (`torch.FloatTensor` of shape `(num_actions, 2)`, normalised
+                `(center, width)` relative to the video's valid length: unit `t` spans `[t / V, (t + 1) / V]`).
+            return_dict (`bool`, *optional*):
+                Return a [`ZeetadTemporalActionDetectionOutput`] (default) or a tuple.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        feature_mask = self._validate_inputs(input_features, feature_attention_mask, clip_features)
+        if (input_ids is None) == (text_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` (class prompts) or `text_embeds`.")
+        if input_ids is not None:
+            text_embeds = self.get_text_features(input_ids, attention_mask)
+        elif text_embeds.dim() != 2 or text_embeds.shape[0] == 0 or text_embeds.shape[1] != self.config.clip_embedding_dim:
+            raise ValueError(
+                f"`text_embeds` must have shape (num_classes >= 1, {self.config.clip_embedding_dim}), "
+                f"got {tuple(text_embeds.shape)}."
+            )
+        else:
+            text_embeds = F.normalize(text_embeds, dim=-1)
+
+        # 1. Dual localization.
+        localization = self.model(input_features, feature_mask, return_dict=True)
+
+        # 2. Per-unit semantics: adapted CLIP frame embeddings compared with every class prompt.
+        semantic_features = clip_features if clip_features is not None else input_features
+        unit_embeds = F.normalize(self.semantic_adapter(semantic_features), dim=-1)
+        # batch, units, classes
+        unit_similarity = torch.einsum("btd,cd->btc", unit_embeds, text_embeds.to(unit_embeds.dtype))
+        if self.config.use_foreground_mask:
+            unit_weights = localization.foreground_logits.detach().sigmoid() * feature_mask
+        else:
+            unit_weights = feature_mask.to(unit_embeds.dtype)
+
+        # 3. Zero-shot classification of every decoder layer's proposals.
+        layer_logits = [
+            self.classify_segments(
+                localization.intermediate_segments[:, layer], unit_similarity, unit_weights, feature_mask
+            )
+            for layer in range(self.config.decoder_layers)
+        ]
+        auxiliary_outputs = [
+            {
+                "logits": layer_logits[layer],
+                "actionness_logits": localization.intermediate_actionness_logits[:, layer],
+                "pred_segments": localization.intermediate_segments[:, layer],
+            }
+            for layer in range(self.config.decoder_layers - 1)
+        ]
+
+        loss, loss_dict = None, None
+        if labels is not None:
+            loss, loss_dict = self.criterion(
+                class_logits=layer_logits[-1],
+                actionness_logits=localization.actionness_logits,
+                pred_segments=localization.pred_segments,
+                foreground_logits=localization.foreground_logits,
+                feature_mask=feature_mask,
+                labels=labels,
+                auxiliary_outputs=auxiliary_outputs,
+            )
+
+        output = ZeetadTemporalActionDetectionOutput(
+            loss=loss,
+            loss_dict=loss_dict,
+            logits=layer_logits[-1],
+            actionness_logits=localization.actionness_logits,
+            pred_segments=localization.pred_segments,
+            foreground_logits=localization.foreground_logits,
+            feature_lengths=feature_mask.sum(-1),
+            text_embeds=text_embeds,
+            unit_embeds=unit_embeds,
+            auxiliary_outputs=auxiliary_outputs or None,
+            last_hidden_state=localization.last_hidden_state,
+            encoder_last_hidden_state=localization.encoder_last_hidden_state,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "ZeetadForTemporalActionDetection",
+    "ZeetadModel",
+    "ZeetadModelOutput",
+    "ZeetadPreTrainedModel",
+    "ZeetadTemporalActionDetectionOutput",
+    "ZeetadTextEncoder",
+]

@@ -1,0 +1,123 @@
+"""From model outputs to scored, labelled `(start, end)` segments in seconds."""
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from .segment_utils import batched_nms, normalized_segments_to_seconds, segment_cw_to_se
+
+
+REQUIRED_TIMING_KEYS = ("fps", "feature_stride", "window_size")
+
+
+def post_process_temporal_action_detection(
+    outputs,
+    video_metadata: Sequence[Mapping[str, float]],
+    text_labels: Sequence[str] | None = None,
+    threshold: float = 0.0,
+    top_k: int = 2000,
+    max_segments: int = 200,
+    min_score: float = 0.001,
+    use_soft_nms: bool = True,
+    nms_sigma: float = 0.5,
+    iou_threshold: float = 0.1,
+    multiclass_nms: bool = True,
+    voting_threshold: float = 0.0,
+    voting_weight: str = "score_iou",
+) -> list[dict]:
+    r"""
+    Turn [`ZeetadTemporalActionDetectionOutput`] into detections in seconds, one dict per video.
+
+    Per video: score of (query, class) = sigmoid(actionness) x softmax over the candidate classes; the `top_k` best
+    pairs are converted to seconds with [`~zeetad_hf.segment_utils.normalized_segments_to_seconds`] (the one place
+    where time conversion happens), de-duplicated with (Soft-)NMS ([`~zeetad_hf.segment_utils.batched_nms`], the
+    ActionFormer semantics), and those scoring at least `threshold` are returned.
+
+    Args:
+        outputs ([`ZeetadTemporalActionDetectionOutput`]):
+            Model outputs with `logits`, `actionness_logits`, `pred_segments` and `feature_lengths`.
+        video_metadata (`Sequence[Mapping[str, float]]`):
+            One mapping per video with `fps` (frames per second the features were extracted from),
+            `feature_stride` (frames between consecutive units), `window_size` (frames seen by one unit) and
+            optionally `duration` (seconds; segments are clamped to `[0, duration]`). CLIP frame embeddings sampled
+            at `r` frames per second are `{"fps": r, "feature_stride": 1, "window_size": 1}`.
+        text_labels (`Sequence[str]`, *optional*):
+            Names of the candidate classes, in prompt order; adds `"text_labels"` to every result.
+        threshold (`float`, *optional*, defaults to 0.0):
+            Minimum final score of a returned detection, in `[0, 1]`.
+        top_k (`int`, *optional*, defaults to 2000):
+            Number of best (query, class) pairs per video that enter NMS.
+        max_segments (`int`, *optional*, defaults to 200):
+            Maximum number of detections per video after NMS.
+        min_score (`float`, *optional*, defaults to 0.001):
+            Soft-NMS drops candidates whose decayed score falls below this.
+        use_soft_nms (`bool`, *optional*, defaults to `True`):
+            Gaussian Soft-NMS (default) or hard NMS.
+        nms_sigma (`float`, *optional*, defaults to 0.5):
+            Gaussian Soft-NMS decay `exp(-iou**2 / sigma)`.
+        iou_threshold (`float`, *optional*, defaults to 0.1):
+            Suppression IoU of hard NMS (unused by Soft-NMS).
+        multiclass_nms (`bool`, *optional*, defaults to `True`):
+            NMS per class (THUMOS14 protocol) or class-agnostic (ActivityNet protocol, allows voting).
+        voting_threshold (`float`, *optional*, defaults to 0.0):
+            Class-agnostic only: IoU above which pre-NMS segments vote for a kept segment's boundaries (0 = off).
+        voting_weight (`str`, *optional*, defaults to `"score_iou"`):
+            Voting weights, `"score_iou"` (ActionFormer) or `"score"` (TriDet/OpenTAD).
+
+    Returns:
+        `list[dict]`: per video `{"scores": FloatTensor[N], "labels": LongTensor[N] (class indices),
+        "segments": FloatTensor[N, 2] (start, end) in seconds}` sorted by score, plus `"text_labels": list[str]`
+        when `text_labels` is given.
+    """
+    logits, actionness_logits = outputs.logits, outputs.actionness_logits
+    batch_size, _, num_classes = logits.shape
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}.")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"`top_k` must be a positive integer, got {top_k!r}.")
+    if len(video_metadata) != batch_size:
+        raise ValueError(f"`video_metadata` has {len(video_metadata)} entries for a batch of {batch_size} videos.")
+    for index, metadata in enumerate(video_metadata):
+        missing = [key for key in REQUIRED_TIMING_KEYS if key not in metadata]
+        if missing:
+            raise ValueError(f"`video_metadata[{index}]` lacks {missing}; needed to convert feature units to seconds.")
+    if text_labels is not None and len(text_labels) != num_classes:
+        raise ValueError(f"`text_labels` has {len(text_labels)} names for {num_classes} classes in the outputs.")
+
+    # batch, queries, classes
+    scores = actionness_logits.detach().float().sigmoid()[..., None] * logits.detach().float().softmax(-1)
+    segments = segment_cw_to_se(outputs.pred_segments.detach().float())
+    results = []
+    for index, metadata in enumerate(video_metadata):
+        video_scores, flat_indices = scores[index].flatten().topk(min(top_k, scores[index].numel()))
+        query_indices, class_indices = flat_indices // num_classes, flat_indices % num_classes
+        video_segments = normalized_segments_to_seconds(
+            segments[index, query_indices],
+            num_units=int(outputs.feature_lengths[index]),
+            fps=metadata["fps"],
+            feature_stride=metadata["feature_stride"],
+            window_size=metadata["window_size"],
+            duration=metadata.get("duration"),
+        )
+        kept_segments, kept_scores, kept_classes = batched_nms(
+            video_segments.cpu(),
+            video_scores.cpu(),
+            class_indices.cpu(),
+            min_score=min_score,
+            max_segments=max_segments,
+            use_soft_nms=use_soft_nms,
+            sigma=nms_sigma,
+            iou_threshold=iou_threshold,
+            multiclass=multiclass_nms,
+            voting_threshold=voting_threshold,
+            voting_weight=voting_weight,
+        )
+        keep = kept_scores >= threshold
+        result = {"scores": kept_scores[keep], "labels": kept_classes[keep], "segments": kept_segments[keep]}
+        if text_labels is not None:
+            result["text_labels"] = [text_labels[label] for label in result["labels"].tolist()]
+        results.append(result)
+    return results
+
+
+__all__ = ["post_process_temporal_action_detection"]
