@@ -113,8 +113,10 @@ def main():
                 f"| {result['peak_rss_mib']:.0f} |"
             )
     nms = run_soft_nms(repeats=20, threads=args.threads)
-    print(f"\nSoft-NMS (multiclass, sigma 0.5): {nms['candidates']} candidates, {nms['classes']} classes: "
-          f"{nms['seconds'] * 1000:.1f} ms per video")
+    print(
+        f"\nSoft-NMS (multiclass, sigma 0.5): {nms['candidates']} candidates, {nms['classes']} classes: "
+        f"{nms['seconds'] * 1000:.1f} ms per video"
+    )
 
 
 if __name__ == "__main__":

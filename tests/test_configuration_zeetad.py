@@ -39,7 +39,10 @@ def test_sub_configs_from_dicts_and_json_round_trip(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"d_model": 30, "num_attention_heads": 8}, r"`d_model` \(30\) must be divisible by `num_attention_heads` \(8\)"),
+        (
+            {"d_model": 30, "num_attention_heads": 8},
+            r"`d_model` \(30\) must be divisible by `num_attention_heads` \(8\)",
+        ),
         ({"num_queries": 0}, r"`num_queries` must be a positive integer, got 0"),
         ({"num_feature_levels": 0}, r"`num_feature_levels` must be a positive integer"),
         ({"encoder_layers": -1}, r"`encoder_layers` must be >= 0, got -1"),

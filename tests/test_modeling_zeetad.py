@@ -151,8 +151,14 @@ def _save_tiny_clip(tmp_path, tokenizer, with_vision=True):
 def test_from_clip_loads_weights_and_adapters_start_as_identity(make_config, tokenizer, tmp_path, adapter):
     clip, clip_dir = _save_tiny_clip(tmp_path, tokenizer)
     model = ZeetadForTemporalActionDetection.from_clip(
-        str(clip_dir), load_vision=True, localization_feature_dim=24, d_model=32, num_attention_heads=4,
-        text_adapter_type=adapter, text_adapter_bottleneck_dim=8, lora_rank=4,
+        str(clip_dir),
+        load_vision=True,
+        localization_feature_dim=24,
+        d_model=32,
+        num_attention_heads=4,
+        text_adapter_type=adapter,
+        text_adapter_bottleneck_dim=8,
+        lora_rank=4,
     ).eval()
     encoded = tokenizer(PROMPTS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -356,15 +362,27 @@ def test_tiny_model_overfits_two_videos(make_config, tokenizer):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda inputs: inputs.update(input_features=torch.randn(2, 20, 7)), r"input_features.*\(batch_size, num_units, 24\)"),
-        (lambda inputs: inputs.update(feature_attention_mask=torch.ones(2, 19)), "feature_attention_mask` must have shape"),
-        (lambda inputs: inputs["feature_attention_mask"].__setitem__((0, slice(None)), 0), r"no valid unit for video\(s\) \[0\]"),
+        (
+            lambda inputs: inputs.update(input_features=torch.randn(2, 20, 7)),
+            r"input_features.*\(batch_size, num_units, 24\)",
+        ),
+        (
+            lambda inputs: inputs.update(feature_attention_mask=torch.ones(2, 19)),
+            "feature_attention_mask` must have shape",
+        ),
+        (
+            lambda inputs: inputs["feature_attention_mask"].__setitem__((0, slice(None)), 0),
+            r"no valid unit for video\(s\) \[0\]",
+        ),
         (lambda inputs: inputs["feature_attention_mask"].__setitem__((0, 3), 0), "prefix"),
         (lambda inputs: inputs["input_features"].__setitem__((1, 2, 0), float("nan")), "NaN"),
         (lambda inputs: inputs["clip_features"].__setitem__((0, 0, 0), float("inf")), "clip_features` contains NaN"),
         (lambda inputs: inputs.pop("clip_features"), "clip_features` are required"),
         (lambda inputs: inputs.update(clip_features=torch.randn(2, 20, 5)), "clip_features` must have shape"),
-        (lambda inputs: inputs.update(input_ids=torch.zeros(0, 5, dtype=torch.long), attention_mask=None), "at least one class"),
+        (
+            lambda inputs: inputs.update(input_ids=torch.zeros(0, 5, dtype=torch.long), attention_mask=None),
+            "at least one class",
+        ),
         (lambda inputs: inputs.update(text_embeds=torch.randn(3, 16)), "exactly one of"),
         (lambda inputs: inputs.update(input_features=torch.randn(2, 0, 24)), "no temporal units"),
     ],

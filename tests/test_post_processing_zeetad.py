@@ -38,9 +38,7 @@ def test_single_detection_score_label_and_seconds():
 
 def test_threshold_and_duration_clamp():
     outputs = make_outputs([[[5.0], [5.0]]], [[4.0, -4.0]], [[[0.95, 0.3], [0.2, 0.1]]], [10])
-    (result,) = post_process_temporal_action_detection(
-        outputs, [{**THUMOS_TIMING, "duration": 1.5}], threshold=0.5
-    )
+    (result,) = post_process_temporal_action_detection(outputs, [{**THUMOS_TIMING, "duration": 1.5}], threshold=0.5)
     # Only the confident query survives the threshold; its end (grid 10.5 -> 50 / 30 = 1.67 s) is clamped to 1.5 s.
     assert result["scores"].numel() == 1
     start, end = result["segments"][0].tolist()
@@ -66,10 +64,15 @@ def test_real_model_outputs_give_sorted_segments_inside_the_video(make_config, t
         outputs = model(
             input_features=torch.randn(2, 30, 24),
             clip_features=torch.randn(2, 30, 16),
-            feature_attention_mask=torch.cat([torch.ones(1, 30), torch.cat([torch.ones(1, 20), torch.zeros(1, 10)], 1)]),
+            feature_attention_mask=torch.cat(
+                [torch.ones(1, 30), torch.cat([torch.ones(1, 20), torch.zeros(1, 10)], 1)]
+            ),
             **inputs,
         )
-    metadata = [{"fps": 1.0, "feature_stride": 1, "window_size": 1, "duration": 30.0}, {**THUMOS_TIMING, "duration": 3.0}]
+    metadata = [
+        {"fps": 1.0, "feature_stride": 1, "window_size": 1, "duration": 30.0},
+        {**THUMOS_TIMING, "duration": 3.0},
+    ]
     results = post_process_temporal_action_detection(outputs, metadata, max_segments=5)
     for result, meta in zip(results, metadata):
         assert 0 < result["scores"].numel() <= 5

@@ -688,10 +688,14 @@ def segment_unit_weights(segments: torch.Tensor, feature_mask: torch.Tensor) -> 
     feature_lengths = feature_mask.sum(-1).to(segments.dtype)
     start_end = segment_cw_to_se(segments).clamp(0.0, 1.0)
     num_units = feature_mask.shape[1]
-    unit_starts = torch.arange(num_units, device=segments.device, dtype=segments.dtype)[None, :] / feature_lengths[:, None]
+    unit_starts = (
+        torch.arange(num_units, device=segments.device, dtype=segments.dtype)[None, :] / feature_lengths[:, None]
+    )
     unit_ends = unit_starts + 1.0 / feature_lengths[:, None]
     # batch, queries, units
-    overlap = torch.minimum(start_end[..., 1:2], unit_ends[:, None]) - torch.maximum(start_end[..., 0:1], unit_starts[:, None])
+    overlap = torch.minimum(start_end[..., 1:2], unit_ends[:, None]) - torch.maximum(
+        start_end[..., 0:1], unit_starts[:, None]
+    )
     coverage = overlap.clamp(min=0) * feature_lengths[:, None, None]
     return coverage * feature_mask[:, None, :]
 
@@ -757,7 +761,9 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
             clip_vision = CLIPVisionModelWithProjection.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         for reserved in ("text_config", "vision_config"):
             if reserved in config_overrides:
-                raise ValueError(f"`{reserved}` comes from the CLIP checkpoint and cannot be overridden in `from_clip`.")
+                raise ValueError(
+                    f"`{reserved}` comes from the CLIP checkpoint and cannot be overridden in `from_clip`."
+                )
         config = ZeetadConfig(
             text_config=clip_text.config,
             vision_config=clip_vision.config if clip_vision is not None else None,
@@ -770,7 +776,9 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
             model.vision_encoder.load_state_dict(clip_vision.state_dict())
         return model
 
-    def get_text_features(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def get_text_features(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         r"""
         Encode class prompts into L2-normalised CLIP embeddings, averaging over prompt templates.
 
@@ -877,7 +885,9 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
                 raise ValueError(f"`feature_attention_mask` has no valid unit for video(s) {empty}.")
             positions = torch.arange(num_units, device=feature_mask.device)[None]
             if not torch.equal(feature_mask, positions < lengths[:, None]):
-                raise ValueError("`feature_attention_mask` must mark valid units as a prefix of each row (pad on the right).")
+                raise ValueError(
+                    "`feature_attention_mask` must mark valid units as a prefix of each row (pad on the right)."
+                )
         if not torch.isfinite(input_features[feature_mask]).all():
             raise ValueError("`input_features` contains NaN or infinite values in valid units.")
         if clip_features is not None:
@@ -949,7 +959,11 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
             raise ValueError("Pass exactly one of `input_ids` (class prompts) or `text_embeds`.")
         if input_ids is not None:
             text_embeds = self.get_text_features(input_ids, attention_mask)
-        elif text_embeds.dim() != 2 or text_embeds.shape[0] == 0 or text_embeds.shape[1] != self.config.clip_embedding_dim:
+        elif (
+            text_embeds.dim() != 2
+            or text_embeds.shape[0] == 0
+            or text_embeds.shape[1] != self.config.clip_embedding_dim
+        ):
             raise ValueError(
                 f"`text_embeds` must have shape (num_classes >= 1, {self.config.clip_embedding_dim}), "
                 f"got {tuple(text_embeds.shape)}."

@@ -2,8 +2,6 @@
 
 from collections.abc import Mapping, Sequence
 
-import torch
-
 from .segment_utils import batched_nms, normalized_segments_to_seconds, segment_cw_to_se
 
 
