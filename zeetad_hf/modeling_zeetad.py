@@ -700,6 +700,30 @@ def segment_unit_weights(segments: torch.Tensor, feature_mask: torch.Tensor) -> 
     return coverage * feature_mask[:, None, :]
 
 
+def load_clip_tower(
+    tower_class: type[PreTrainedModel], pretrained_model_name_or_path: str, **kwargs
+) -> PreTrainedModel:
+    """Load one CLIP tower from a full CLIP checkpoint; every weight of the tower must be present.
+
+    The other tower's weights are expected leftovers, so transformers' load report (which would list them all as
+    unexpected) is silenced and missing weights are checked here instead.
+    """
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        tower, loading_info = tower_class.from_pretrained(
+            pretrained_model_name_or_path, output_loading_info=True, **kwargs
+        )
+    finally:
+        logging.set_verbosity(verbosity)
+    if loading_info["missing_keys"]:
+        raise ValueError(
+            f"{pretrained_model_name_or_path!r} is not a complete CLIP checkpoint for {tower_class.__name__}: "
+            f"missing {sorted(loading_info['missing_keys'])[:5]}."
+        )
+    return tower
+
+
 class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
     """ZEETAD: dual localization + zero-shot proposal classification against free-text class prompts.
 
@@ -755,10 +779,10 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
             "local_files_only": local_files_only,
             "dtype": torch.float32,
         }
-        clip_text = CLIPTextModelWithProjection.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        clip_text = load_clip_tower(CLIPTextModelWithProjection, pretrained_model_name_or_path, **hub_kwargs)
         clip_vision = None
         if load_vision:
-            clip_vision = CLIPVisionModelWithProjection.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+            clip_vision = load_clip_tower(CLIPVisionModelWithProjection, pretrained_model_name_or_path, **hub_kwargs)
         for reserved in ("text_config", "vision_config"):
             if reserved in config_overrides:
                 raise ValueError(
