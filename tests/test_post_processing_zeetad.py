@@ -36,6 +36,14 @@ def test_single_detection_score_label_and_seconds():
     assert torch.all(result["scores"][:-1] >= result["scores"][1:])
 
 
+def test_window_offset_shifts_by_whole_units():
+    outputs = make_outputs([[[0.0, 2.0]]], [[1.0]], [[[0.5, 0.2]]], [10])
+    (plain,) = post_process_temporal_action_detection(outputs, [THUMOS_TIMING])
+    (shifted,) = post_process_temporal_action_detection(outputs, [{**THUMOS_TIMING, "unit_offset": 25}])
+    # 25 units of stride 4 at 30 fps = 100 frames = 10 / 3 seconds later.
+    torch.testing.assert_close(shifted["segments"], plain["segments"] + 100 / 30)
+
+
 def test_threshold_and_duration_clamp():
     outputs = make_outputs([[[5.0], [5.0]]], [[4.0, -4.0]], [[[0.95, 0.3], [0.2, 0.1]]], [10])
     (result,) = post_process_temporal_action_detection(outputs, [{**THUMOS_TIMING, "duration": 1.5}], threshold=0.5)

@@ -37,8 +37,9 @@ def post_process_temporal_action_detection(
         video_metadata (`Sequence[Mapping[str, float]]`):
             One mapping per video with `fps` (frames per second the features were extracted from),
             `feature_stride` (frames between consecutive units), `window_size` (frames seen by one unit) and
-            optionally `duration` (seconds; segments are clamped to `[0, duration]`). CLIP frame embeddings sampled
-            at `r` frames per second are `{"fps": r, "feature_stride": 1, "window_size": 1}`.
+            optionally `duration` (seconds; segments are clamped to `[0, duration]`) and `unit_offset` (index of
+            the first unit when the outputs cover a window of a longer video). CLIP frame embeddings sampled at `r`
+            frames per second are `{"fps": r, "feature_stride": 1, "window_size": 1}`.
         text_labels (`Sequence[str]`, *optional*):
             Names of the candidate classes, in prompt order; adds `"text_labels"` to every result.
         threshold (`float`, *optional*, defaults to 0.0):
@@ -96,6 +97,7 @@ def post_process_temporal_action_detection(
             feature_stride=metadata["feature_stride"],
             window_size=metadata["window_size"],
             duration=metadata.get("duration"),
+            unit_offset=metadata.get("unit_offset", 0),
         )
         kept_segments, kept_scores, kept_classes = batched_nms(
             video_segments.cpu(),

@@ -138,11 +138,13 @@ def normalized_segments_to_seconds(
     feature_stride: float,
     window_size: float,
     duration: float | None = None,
+    unit_offset: int = 0,
 ) -> torch.Tensor:
-    """Convert normalised `(start, end)` segments of one video to seconds.
+    """Convert normalised `(start, end)` segments of one video (or one window of it) to seconds.
 
-    A normalised position `u` in `[0, 1]` maps to the continuous grid index `u * num_units - 0.5`: the centre of unit
-    `i` is `u = (i + 0.5) / num_units` and `u = 0` is the left edge of unit 0. The grid index is then converted with
+    A normalised position `u` in `[0, 1]` maps to the continuous grid index `u * num_units - 0.5 + unit_offset`: the
+    centre of unit `i` is `u = (i + 0.5) / num_units` and `u = 0` is the left edge of unit 0; `unit_offset` is the index
+    of the window's first unit in the whole video. The grid index is then converted with
     [`grid_to_seconds`], i.e. `t = (idx * feature_stride + 0.5 * window_size) / fps`, and finally clamped to
     `[0, duration]` when `duration` is given.
 
@@ -159,6 +161,8 @@ def normalized_segments_to_seconds(
             Number of frames covered by one feature window. Must be non-negative.
         duration (`float`, *optional*, defaults to `None`):
             Video duration in seconds. When given, the result is clamped to `[0, duration]`. Must be non-negative.
+        unit_offset (`int`, *optional*, defaults to 0):
+            Index, in the whole video, of the first unit the segments are normalised over (windowed inference).
 
     Returns:
         `torch.Tensor` of shape `(..., 2)`: `(start, end)` segments in seconds.
@@ -167,7 +171,9 @@ def normalized_segments_to_seconds(
     _check_num_units(num_units)
     if duration is not None and not duration >= 0:
         raise ValueError(f"`duration` must be non-negative, got {duration}")
-    grid_positions = segments * num_units - 0.5
+    if not unit_offset >= 0:
+        raise ValueError(f"`unit_offset` must be non-negative, got {unit_offset}")
+    grid_positions = segments * num_units - 0.5 + unit_offset
     seconds = grid_to_seconds(grid_positions, fps, feature_stride, window_size)
     if duration is not None:
         seconds = seconds.clamp(min=0.0, max=duration)
