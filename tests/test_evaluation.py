@@ -1,0 +1,335 @@
+"""Hand-computed cases for `zeetad_hf.evaluation.temporal_action_map` and its `evaluate` wrapper.
+
+AP below is the all-point interpolated AP of the official ActivityNet evaluator: with `prec`/`rec` the cumulative
+precision/recall in score order, AP = sum over recall steps of (recall increase) x (max precision at or after the step).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zeetad_hf.evaluation import temporal_action_map
+
+
+METRIC_DIR = Path(__file__).resolve().parents[1] / "zeetad_hf" / "metrics" / "temporal_action_map"
+
+
+def make_ground_truth(videos: dict, subset: str = "Test") -> dict:
+    """`videos` maps a video id to `[(label, start, end), ...]`."""
+    return {
+        "database": {
+            video_id: {
+                "subset": subset,
+                "duration": 100.0,
+                "annotations": [{"label": label, "segment": [start, end]} for label, start, end in annotations],
+            }
+            for video_id, annotations in videos.items()
+        }
+    }
+
+
+def make_predictions(videos: dict) -> dict:
+    """`videos` maps a video id to `[(label, score, start, end), ...]`."""
+    return {
+        "results": {
+            video_id: [
+                {"label": label, "score": score, "segment": [start, end]} for label, score, start, end in detections
+            ]
+            for video_id, detections in videos.items()
+        }
+    }
+
+
+def test_perfect_predictions_give_ap_one():
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0), ("B", 20.0, 30.0)], "v2": [("A", 5.0, 15.0)]})
+    predictions = make_predictions(
+        {"v1": [("A", 0.9, 0.0, 10.0), ("B", 0.3, 20.0, 30.0)], "v2": [("A", 0.2, 5.0, 15.0)]}
+    )
+    # tIoU is exactly 1, which still matches at threshold 1.0 (inclusive comparison)
+    result = temporal_action_map(ground_truth, predictions, [0.5, 0.95, 1.0], subset="Test")
+    assert result == {
+        "tiou_thresholds": [0.5, 0.95, 1.0],
+        "mAP": [1.0, 1.0, 1.0],
+        "average_mAP": 1.0,
+        "per_class_ap": {"A": [1.0, 1.0, 1.0], "B": [1.0, 1.0, 1.0]},
+    }
+
+
+@pytest.mark.parametrize(
+    "listed_first, expected_ap",
+    [
+        # input order [TP, FP]: argsort([s, s]) = [0, 1], reversed -> the FP (listed second) is ranked first:
+        # prec = [0, 1/2], rec = [0, 1] -> AP = 1 x 1/2. A stable descending sort would rank the TP first (AP 1).
+        ("true_positive", 0.5),
+        # input order [FP, TP]: the TP is ranked first: prec = [1, 1/2], rec = [1, 1] -> AP = 1
+        ("false_positive", 1.0),
+    ],
+)
+def test_tied_scores_follow_official_argsort_order(listed_first, expected_ap):
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)], "v2": []})
+    true_positive = ("v1", [("A", 0.5, 0.0, 10.0)])
+    false_positive = ("v2", [("A", 0.5, 0.0, 10.0)])  # v2 has no ground truth
+    ordered = [true_positive, false_positive] if listed_first == "true_positive" else [false_positive, true_positive]
+    result = temporal_action_map(ground_truth, make_predictions(dict(ordered)), [0.5])
+    assert result["per_class_ap"]["A"] == [expected_ap]
+
+
+def test_duplicate_predictions_of_one_ground_truth_are_false_positives():
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0), ("A", 20.0, 30.0)]})
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0), ("A", 0.8, 0.0, 10.0), ("A", 0.7, 20.0, 30.0)]})
+    # TP, FP (duplicate), TP: prec = [1, 1/2, 2/3], rec = [1/2, 1/2, 1] -> AP = 1/2 x 1 + 1/2 x 2/3 = 5/6
+    result = temporal_action_map(ground_truth, predictions, [0.5])
+    assert math.isclose(result["per_class_ap"]["A"][0], 5 / 6)
+
+
+@pytest.mark.parametrize(
+    "num_predictions, dedup_ground_truth, expected_ap",
+    [
+        # the duplicated ground truth counts twice in npos: one TP -> rec = 1/2 -> AP = 1/2
+        (1, False, 0.5),
+        # the second identical prediction falls back to the duplicate ground truth: 2 TPs -> AP = 1
+        (2, False, 1.0),
+        # ActionFormer rule: npos = 1 -> AP = 1
+        (1, True, 1.0),
+        # npos = 1: TP then FP -> prec = [1, 1/2], rec = [1, 1] -> AP = 1
+        (2, True, 1.0),
+    ],
+)
+def test_duplicate_ground_truth(num_predictions, dedup_ground_truth, expected_ap):
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0), ("A", 0.0, 10.0)]})
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0)] * num_predictions})
+    result = temporal_action_map(ground_truth, predictions, [0.5], dedup_ground_truth=dedup_ground_truth)
+    assert result["per_class_ap"]["A"] == [expected_ap]
+
+
+def test_fallback_to_second_best_ground_truth():
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0), ("A", 4.0, 14.0)]})
+    # p1 = [0, 10]: tIoU 1 with g0, 6/14 with g1 -> TP on g0.
+    # p2 = [1, 11]: tIoU 9/11 = 0.82 with g0 (locked), 7/13 = 0.54 with g1.
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0), ("A", 0.8, 1.0, 11.0)]})
+    result = temporal_action_map(ground_truth, predictions, [0.5, 0.6])
+    # at 0.5, p2 falls back to g1 -> 2 TPs -> AP 1 (VOC-style matching would give 1/2);
+    # at 0.6, 0.54 < 0.6 stops the walk -> TP, FP: prec = [1, 1/2], rec = [1/2, 1/2] -> AP = 1/2
+    assert result["per_class_ap"]["A"] == [1.0, 0.5]
+
+
+def test_classes_without_predictions_count_as_zero():
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0), ("B", 20.0, 30.0)], "v2": [("C", 0.0, 5.0)]})
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0)]})
+    result = temporal_action_map(ground_truth, predictions, [0.5, 0.7])
+    assert result["per_class_ap"] == {"A": [1.0, 1.0], "B": [0.0, 0.0], "C": [0.0, 0.0]}
+    # (1 + 0 + 0) / 3 at every threshold
+    assert result["mAP"] == pytest.approx([1 / 3, 1 / 3])
+    assert result["average_mAP"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(
+    "subset, expected_ap",
+    [
+        # ranked: v3 (not in GT, FP), v2 (outside "Test", FP), v1 (TP):
+        # prec = [0, 0, 1/3], rec = [0, 0, 1] -> AP = 1/3
+        ("Test", 1 / 3),
+        # all videos evaluated, npos = 2: FP, TP, TP: prec = [0, 1/2, 2/3], rec = [0, 1/2, 1]
+        # -> AP = 1/2 x 2/3 + 1/2 x 2/3 = 2/3
+        (None, 2 / 3),
+    ],
+)
+def test_predictions_on_videos_without_ground_truth_are_false_positives(subset, expected_ap):
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)]})
+    ground_truth["database"]["v2"] = {"subset": "Validation", "annotations": [{"label": "A", "segment": [0.0, 10.0]}]}
+    predictions = make_predictions(
+        {"v1": [("A", 0.8, 0.0, 10.0)], "v2": [("A", 0.9, 0.0, 10.0)], "v3": [("A", 0.95, 0.0, 10.0)]}
+    )
+    result = temporal_action_map(ground_truth, predictions, [0.5], subset=subset)
+    assert result["per_class_ap"]["A"] == pytest.approx([expected_ap])
+
+
+def test_video_without_ground_truth_in_subset_gives_false_positives():
+    # restrict_ground_truth keeps such videos: a prediction there is a FP ranked first -> prec = [0, 1/2] -> AP 1/2
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)], "v2": []})
+    predictions = make_predictions({"v1": [("A", 0.5, 0.0, 10.0)], "v2": [("A", 0.9, 0.0, 10.0)]})
+    assert temporal_action_map(ground_truth, predictions, [0.5])["per_class_ap"]["A"] == [0.5]
+
+
+@pytest.mark.parametrize("threshold, expected_ap", [(0.5, 1.0), (np.nextafter(0.5, 1.0), 0.0)])
+def test_threshold_is_inclusive(threshold, expected_ap):
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)]})
+    # tIoU = 5 / 10 = 0.5 exactly
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 5.0)]})
+    assert temporal_action_map(ground_truth, predictions, [threshold])["mAP"] == [expected_ap]
+
+
+@pytest.mark.parametrize(
+    "dedup_ground_truth, expected_ap_a, expected_classes",
+    [
+        # npos(A) = 3 (the near-duplicate and the 0.5 ms instance count): one TP -> AP = 1/3
+        (False, 1 / 3, ["A", "B"]),
+        # near-duplicate (both ends within 1e-3) and < 1e-3 s instance dropped: npos(A) = 1 -> AP = 1;
+        # B has the same segment as A but another label, so it is kept
+        (True, 1.0, ["A", "B"]),
+    ],
+)
+def test_dedup_ground_truth(dedup_ground_truth, expected_ap_a, expected_classes):
+    ground_truth = make_ground_truth(
+        {"v1": [("A", 0.0, 10.0), ("A", 0.0005, 10.0005), ("A", 20.0, 20.0005), ("B", 0.0, 10.0)]}
+    )
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0)]})
+    result = temporal_action_map(ground_truth, predictions, [0.5], dedup_ground_truth=dedup_ground_truth)
+    assert list(result["per_class_ap"]) == expected_classes
+    assert result["per_class_ap"]["A"] == pytest.approx([expected_ap_a])
+    assert result["per_class_ap"]["B"] == [0.0]
+
+
+def test_unknown_label_raises_by_default():
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)]})
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0), ("HighJump", 0.8, 0.0, 10.0)]})
+    with pytest.raises(ValueError, match=r"'v1'.*'HighJump'"):
+        temporal_action_map(ground_truth, predictions, [0.5])
+
+
+def test_unknown_label_ignore_drops_the_prediction():
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)]})
+    # without the drop the unknown-label prediction would be ranked first
+    predictions = make_predictions({"v1": [("HighJump", 0.99, 0.0, 10.0), ("A", 0.9, 0.0, 10.0)]})
+    result = temporal_action_map(ground_truth, predictions, [0.5], unknown_label="ignore")
+    assert result["per_class_ap"] == {"A": [1.0]}
+
+
+def test_ignore_labels_drop_ambiguous_ground_truth_and_predictions():
+    ground_truth = make_ground_truth({"v1": [("Ambiguous", 0.0, 3.0), ("A", 0.0, 10.0)]})
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0), ("Ambiguous", 0.8, 0.0, 3.0)]})
+    assert temporal_action_map(ground_truth, predictions, [0.5])["per_class_ap"] == {"A": [1.0]}
+    # without ignored labels Ambiguous is one more class, first in appearance order, matched here too
+    result = temporal_action_map(ground_truth, predictions, [0.5], ignore_labels=None)
+    assert result["per_class_ap"] == {"Ambiguous": [1.0], "A": [1.0]}
+
+
+def test_path_inputs_match_dict_inputs(tmp_path):
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0), ("A", 4.0, 14.0)], "v2": [("B", 1.0, 2.0)]})
+    predictions = make_predictions(
+        {"v1": [("A", 0.9, 0.0, 10.0), ("A", 0.8, 1.0, 11.0)], "v2": [("B", 0.1, 1.0, 3.0)]}
+    )
+    ground_truth_path, predictions_path = tmp_path / "gt.json", tmp_path / "pred.json"
+    ground_truth_path.write_text(json.dumps(ground_truth))
+    predictions_path.write_text(json.dumps(predictions))
+    expected = temporal_action_map(ground_truth, predictions, [0.3, 0.5, 0.7])
+    assert temporal_action_map(ground_truth_path, predictions_path, [0.3, 0.5, 0.7]) == expected
+    assert temporal_action_map(str(ground_truth_path), str(predictions_path), [0.3, 0.5, 0.7]) == expected
+
+
+def test_missing_file_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        temporal_action_map(tmp_path / "missing.json", {"results": {}}, [0.5])
+
+
+def test_inputs_are_not_modified():
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0), ("A", 0.0, 10.0)]})
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0)], "v2": [("A", 0.8, 3.0, 4.0)]})
+    ground_truth_copy, predictions_copy = json.loads(json.dumps(ground_truth)), json.loads(json.dumps(predictions))
+    temporal_action_map(ground_truth, predictions, [0.5], dedup_ground_truth=True)
+    assert ground_truth == ground_truth_copy and predictions == predictions_copy
+
+
+def _set_prediction_field(field, value):
+    def edit(ground_truth, predictions):
+        predictions["results"]["v1"][0][field] = value
+
+    return edit
+
+
+def _delete(container_getter, key):
+    def edit(ground_truth, predictions):
+        del container_getter(ground_truth, predictions)[key]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (_delete(lambda gt, pred: gt, "database"), '"database"'),
+        (_delete(lambda gt, pred: pred, "results"), '"results"'),
+        (_delete(lambda gt, pred: gt["database"]["v1"]["annotations"][0], "segment"), r"'v1'.*\"segment\""),
+        (_delete(lambda gt, pred: gt["database"]["v1"]["annotations"][0], "label"), r"'v1'.*\"label\""),
+        (_delete(lambda gt, pred: gt["database"]["v1"], "subset"), r"'v1'.*\"subset\""),
+        (_delete(lambda gt, pred: pred["results"]["v1"][0], "score"), r"'v1'.*\"score\""),
+        (_delete(lambda gt, pred: pred["results"]["v1"][0], "segment"), r"'v1'.*\"segment\""),
+        (
+            lambda gt, pred: gt["database"]["v1"]["annotations"][0].update(segment=[5.0, 2.0]),
+            r"'v1'.*\"segment\".*end >= start",
+        ),
+        (_set_prediction_field("segment", [5.0, 2.0]), r"'v1', entry 0.*\"segment\".*end >= start"),
+        (_set_prediction_field("segment", [1.0]), r"'v1', entry 0.*\"segment\""),
+        (_set_prediction_field("segment", [1.0, float("nan")]), r"'v1', entry 0.*\"segment\".*finite"),
+        (_set_prediction_field("segment", ["1.0", "2.0"]), r"'v1', entry 0.*\"segment\""),
+        (_set_prediction_field("score", "high"), r"'v1', entry 0.*\"score\""),
+        (_set_prediction_field("score", None), r"'v1', entry 0.*\"score\""),
+        (_set_prediction_field("score", float("nan")), r"'v1', entry 0.*\"score\""),
+        (lambda gt, pred: pred["results"].update(v1="A"), r"'v1'.*list"),
+    ],
+)
+def test_bad_inputs_raise_value_error_naming_video_and_field(edit, message):
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)]})
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0)]})
+    edit(ground_truth, predictions)
+    with pytest.raises(ValueError, match=message):
+        temporal_action_map(ground_truth, predictions, [0.5], subset="Test")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tiou_thresholds": []}, "tiou_thresholds"),
+        ({"tiou_thresholds": 0.5}, "tiou_thresholds"),
+        ({"unknown_label": "skip"}, "unknown_label"),
+        ({"ignore_labels": "Ambiguous"}, "ignore_labels"),
+        ({"subset": "Validation"}, "no ground-truth annotations"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs, message):
+    arguments = {"tiou_thresholds": [0.5], "subset": "Test", **kwargs}
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)]})
+    with pytest.raises(ValueError, match=message):
+        temporal_action_map(ground_truth, make_predictions({}), **arguments)
+
+
+def test_evaluate_metric_matches_function():
+    evaluate = pytest.importorskip("evaluate")
+    metric = evaluate.load(str(METRIC_DIR), keep_in_memory=True)
+    references = [
+        {"video_id": "v1", "segments": [[0.0, 10.0], [4.0, 14.0]], "labels": ["A", "A"]},
+        {"video_id": "v2", "segments": [[20.0, 30.0]], "labels": ["B"]},
+        {"video_id": "v3", "segments": [], "labels": []},
+    ]
+    predictions = [
+        {"segments": [[0.0, 10.0], [1.0, 11.0]], "scores": [0.9, 0.8], "labels": ["A", "A"]},
+        {"segments": [[21.2, 30.0]], "scores": [0.7], "labels": ["B"]},
+        {"segments": [[0.0, 1.0]], "scores": [0.95], "labels": ["B"]},
+    ]
+    ground_truth = {
+        "database": {
+            reference["video_id"]: {
+                "annotations": [
+                    {"label": label, "segment": segment}
+                    for label, segment in zip(reference["labels"], reference["segments"])
+                ]
+            }
+            for reference in references
+        }
+    }
+    results = {
+        reference["video_id"]: [
+            {"label": label, "score": score, "segment": segment}
+            for label, score, segment in zip(prediction["labels"], prediction["scores"], prediction["segments"])
+        ]
+        for reference, prediction in zip(references, predictions)
+    }
+    expected = temporal_action_map(ground_truth, {"results": results}, np.linspace(0.5, 0.95, 10))
+    assert metric.compute(predictions=predictions, references=references) == expected
+    # B: FP on v3 ranked first, then tIoU 8.8 / 10 = 0.88: prec = [0, 1/2], rec = [0, 1] -> AP 1/2 at the 8
+    # thresholds 0.5 ... 0.85, and 0 at 0.9 and 0.95; A: AP 1 at 0.5 (fallback to the second ground truth)
+    assert expected["per_class_ap"]["B"] == [0.5] * 8 + [0.0, 0.0]
+    assert expected["per_class_ap"]["A"][0] == 1.0
