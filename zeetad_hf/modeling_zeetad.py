@@ -320,6 +320,22 @@ class ZeetadTemporalDeformableAttention(nn.Module):
         return self.output_proj(output)
 
 
+class ZeetadFeedForward(nn.Module):
+    """Position-wise feed-forward block with residual connection and post-norm."""
+
+    def __init__(self, config: ZeetadConfig, ffn_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(config.d_model, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, config.d_model)
+        self.layer_norm = nn.LayerNorm(config.d_model)
+        self.activation = ACT2FN[config.activation_function]
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        feed_forward = self.fc2(self.dropout(self.activation(self.fc1(hidden_states))))
+        return self.layer_norm(hidden_states + self.dropout(feed_forward))
+
+
 class ZeetadEncoderLayer(GradientCheckpointingLayer):
     """Deformable self-attention over all pyramid levels followed by a feed-forward block (post-norm)."""
 
@@ -329,10 +345,7 @@ class ZeetadEncoderLayer(GradientCheckpointingLayer):
             config.d_model, config.num_attention_heads, config.num_feature_levels, config.encoder_num_points
         )
         self.self_attn_layer_norm = nn.LayerNorm(config.d_model)
-        self.fc1 = nn.Linear(config.d_model, config.encoder_ffn_dim)
-        self.fc2 = nn.Linear(config.encoder_ffn_dim, config.d_model)
-        self.final_layer_norm = nn.LayerNorm(config.d_model)
-        self.activation = ACT2FN[config.activation_function]
+        self.feed_forward = ZeetadFeedForward(config, config.encoder_ffn_dim)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(
@@ -348,9 +361,7 @@ class ZeetadEncoderLayer(GradientCheckpointingLayer):
             hidden_states + position_embeddings, reference_points, hidden_states, mask, level_lengths, feature_lengths
         )
         hidden_states = self.self_attn_layer_norm(hidden_states + self.dropout(attended))
-        feed_forward = self.fc2(self.dropout(self.activation(self.fc1(hidden_states))))
-        hidden_states = self.final_layer_norm(hidden_states + self.dropout(feed_forward))
-        return hidden_states * mask[..., None]
+        return self.feed_forward(hidden_states) * mask[..., None]
 
 
 class ZeetadDecoderLayer(GradientCheckpointingLayer):
@@ -366,10 +377,7 @@ class ZeetadDecoderLayer(GradientCheckpointingLayer):
             config.d_model, config.num_attention_heads, config.num_feature_levels, config.decoder_num_points
         )
         self.cross_attn_layer_norm = nn.LayerNorm(config.d_model)
-        self.fc1 = nn.Linear(config.d_model, config.decoder_ffn_dim)
-        self.fc2 = nn.Linear(config.decoder_ffn_dim, config.d_model)
-        self.final_layer_norm = nn.LayerNorm(config.d_model)
-        self.activation = ACT2FN[config.activation_function]
+        self.feed_forward = ZeetadFeedForward(config, config.decoder_ffn_dim)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(
@@ -394,8 +402,7 @@ class ZeetadDecoderLayer(GradientCheckpointingLayer):
             feature_lengths,
         )
         hidden_states = self.cross_attn_layer_norm(hidden_states + self.dropout(attended))
-        feed_forward = self.fc2(self.dropout(self.activation(self.fc1(hidden_states))))
-        return self.final_layer_norm(hidden_states + self.dropout(feed_forward))
+        return self.feed_forward(hidden_states)
 
 
 # ----------------------------------------------------------------------------------------------------------------
