@@ -1,0 +1,880 @@
+"""Untrimmed-video datasets: annotation files + one feature file per video -> a `datasets.DatasetDict`.
+
+Two annotation formats are read:
+
+- the ActivityNet `database` format (e.g. ActionFormer's `thumos14.json`): [`load_activitynet_style`];
+- the BMN format, `anet_anno_action.json` + `anet_video_info.csv` (subset taken from the CSV): [`load_bmn_style`].
+
+Both give a [`~datasets.DatasetDict`] keyed by subset, spelled as in the files (THUMOS14 `"Validation"` / `"Test"`,
+ActivityNet `"training"` / `"validation"` / `"testing"`), with one row per video and the features [`VIDEO_FEATURES`]:
+
+| column | type | meaning |
+|---|---|---|
+| `video_id` | `string` | video id, also the feature file name without extension |
+| `subset` | `string` | subset of the video (= the split name) |
+| `duration` | `float64` | video duration in seconds |
+| `fps` | `float64` | frame rate the features were extracted at |
+| `feature_stride` | `float64` | frames between two consecutive feature units |
+| `window_size` | `float64` | frames covered by one feature unit |
+| `feature_path` | `string` | localization feature file, `(num_units, dim)` |
+| `clip_feature_path` | `string` or `None` | second (CLIP) feature file; `None` when `feature_path` serves both |
+| `num_units` | `int64` | number of units (rows) of the localization feature file |
+| `annotations` | `List({"label": string, "start": float64, "end": float64})` | ground truth in seconds |
+
+Features are referenced by path and read with [`load_features`] in the training collate; the number of units is read
+from the file header only, so that loading tens of thousands of videos takes seconds. Seconds become feature units
+only through [`~zeetad_hf.segment_utils.seconds_to_normalized_segments`] with the per-video `num_units`, `fps`,
+`feature_stride` and `window_size` of the row (a unit `idx` is centred at `(idx * feature_stride + 0.5 * window_size) /
+fps` seconds).
+
+Timing of the common features (protocol notes, section 5):
+
+- THUMOS14, ActionFormer I3D: per-video `fps` from the annotation file, `feature_stride=4`, `window_size=16` (the
+  defaults of [`load_activitynet_style`]).
+- ActivityNet, ActionFormer TSP resized to a fixed number of units (192): after resizing, one unit spans
+  `s' = ((T_raw - 1) * 16 + 16) / 192` frames at 15 fps, with `T_raw` the length before resizing, which the resized
+  file no longer holds. The loaders therefore represent resized features as units that exactly tile the video:
+  `feature_stride = window_size = duration * fps / num_units` (pass `feature_stride=None, window_size=None`, the
+  defaults of [`load_bmn_style`]), i.e. unit `idx` is centred at `(idx + 0.5) * duration / num_units` seconds. This
+  equals ActionFormer's `s'` whenever the raw features cover the video, and `fps` cancels out.
+- CLIP frame features sampled at `r` frames per second: `fps=r, feature_stride=1, window_size=1`.
+
+Validation (nothing is dropped without a count in the log of this module, `zeetad_hf.data`):
+
+- segments reaching outside `[0, duration]` are clipped to it, with one warning that counts them;
+- a segment with `start >= end` after clipping (zero-length, reversed, or lying entirely outside the video) raises a
+  `ValueError` naming the videos and segments, unless `invalid_segments="drop"`, which drops them with a warning that
+  counts them. The real files hold such segments (THUMOS14: 30 annotated after the end of 5 videos; ActivityNet: 12
+  zero-length ones), so load them with `invalid_segments="drop"`;
+- videos without a feature file raise a `ValueError` listing their ids, unless `missing_features="skip"`, which drops
+  them with a warning that counts them; feature files without an annotation entry are counted in a warning.
+
+Zero-shot protocol on the loaded datasets: [`filter_to_classes`] (seen classes for training, unseen classes for
+evaluation) and [`to_ground_truth`], which gives the ground-truth dict of [`~zeetad_hf.evaluation.temporal_action_map`]
+and of the helpers in [`zeetad_hf.zero_shot_splits`].
+"""
+
+import csv
+import json
+import math
+import numbers
+import os
+import pickle
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict, Features, List, Value
+from safetensors import SafetensorError, safe_open
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+VIDEO_FEATURES = Features(
+    {
+        "video_id": Value("string"),
+        "subset": Value("string"),
+        "duration": Value("float64"),
+        "fps": Value("float64"),
+        "feature_stride": Value("float64"),
+        "window_size": Value("float64"),
+        "feature_path": Value("string"),
+        "clip_feature_path": Value("string"),
+        "num_units": Value("int64"),
+        "annotations": List({"label": Value("string"), "start": Value("float64"), "end": Value("float64")}),
+    }
+)
+"""The features of every dataset built by this module, one row per video (see the module docstring)."""
+
+FEATURE_EXTENSIONS = (".npy", ".pt", ".pth", ".safetensors")
+
+# ActionFormer I3D features of THUMOS14 (`configs/thumos_i3d.yaml`): 4 frames between units, 16-frame windows.
+THUMOS14_I3D_FEATURE_STRIDE = 4.0
+THUMOS14_I3D_WINDOW_SIZE = 16.0
+# ActionFormer `default_fps` of the ActivityNet TSP features (the BMN files carry no feature frame rate).
+ACTIVITYNET_TSP_FPS = 15.0
+# Key read from a feature file that holds several tensors.
+FEATURES_KEY = "features"
+# Ids quoted in an error or warning message; the total count is always given.
+_MAX_LISTED = 10
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Feature files
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _select_tensor(keys: list[str]) -> str:
+    """The key to read from a file holding the tensors `keys`: the only one, else `FEATURES_KEY`."""
+    if len(keys) == 1:
+        return keys[0]
+    if FEATURES_KEY in keys:
+        return FEATURES_KEY
+    raise ValueError(
+        f'holds {len(keys)} tensors {sorted(keys)[:_MAX_LISTED]}; expected one, or one named "{FEATURES_KEY}"'
+    )
+
+
+def _check_shape(shape: tuple[int, ...]) -> None:
+    if len(shape) != 2:
+        raise ValueError(f"expected a 2-D (num_units, feature_dim) array, got shape {shape}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise ValueError(f"empty array of shape {shape}")
+
+
+def _tensor_to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise ValueError(f"expected real-valued features, got dtype {tensor.dtype}")
+    return tensor.to(torch.float32).numpy()
+
+
+def _read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    # parsing the header alone is ~3x faster than creating a memory map (19k ActivityNet files: 1.5 s instead of 4.7 s)
+    with path.open("rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            return shape, dtype
+        if version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            return shape, dtype
+    # other format versions have no public header reader
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    return array.shape, array.dtype
+
+
+def _read_npy(path: Path, lazy: bool) -> tuple[tuple[int, ...], np.ndarray | None]:
+    if lazy:
+        shape, dtype = _read_npy_header(path)
+        values = None
+    else:
+        # allow_pickle=False: object arrays would unpickle arbitrary code
+        values = np.load(path, allow_pickle=False)
+        shape, dtype = values.shape, values.dtype
+    if dtype.kind not in "fiu":
+        raise ValueError(f"expected real-valued features, got dtype {dtype}")
+    return tuple(shape), None if values is None else values.astype(np.float32)
+
+
+def _read_safetensors(path: Path, lazy: bool) -> tuple[tuple[int, ...], np.ndarray | None]:
+    # the torch framework also reads bfloat16 files, which numpy cannot represent
+    with safe_open(path, framework="pt") as handle:
+        key = _select_tensor(list(handle.keys()))
+        if lazy:
+            return tuple(handle.get_slice(key).get_shape()), None
+        tensor = handle.get_tensor(key)
+    return tuple(tensor.shape), _tensor_to_numpy(tensor)
+
+
+def _read_torch(path: Path, lazy: bool) -> tuple[tuple[int, ...], np.ndarray | None]:
+    # weights_only: a feature file is data, and unpickling arbitrary objects would run arbitrary code
+    if lazy:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:
+            # files written by torch < 1.6 (not zip) cannot be memory-mapped: read them whole
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(loaded, Mapping) and loaded and all(isinstance(value, torch.Tensor) for value in loaded.values()):
+        loaded = loaded[_select_tensor(list(loaded))]
+    if not isinstance(loaded, torch.Tensor):
+        raise ValueError(f"expected a tensor or a dict of tensors, got {type(loaded).__name__}")
+    return tuple(loaded.shape), None if lazy else _tensor_to_numpy(loaded)
+
+
+_READERS = {".npy": _read_npy, ".pt": _read_torch, ".pth": _read_torch, ".safetensors": _read_safetensors}
+
+
+def _read(path: Path, lazy: bool) -> tuple[tuple[int, ...], np.ndarray | None]:
+    """Shape of the feature array of `path`, and (unless `lazy`) the array itself as float32."""
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(
+            f"Feature file {path}: unknown extension {path.suffix!r}, expected one of {FEATURE_EXTENSIONS}"
+        )
+    try:
+        shape, values = reader(path, lazy)
+        _check_shape(shape)
+    except ValueError as error:
+        raise ValueError(f"Feature file {path}: {error}") from error
+    except (OSError, EOFError, RuntimeError, SafetensorError, pickle.UnpicklingError) as error:
+        # corrupt, truncated or foreign files surface as one of these depending on the reader
+        raise ValueError(f"Feature file {path}: cannot be read ({type(error).__name__}: {error})") from error
+    return shape, values
+
+
+def load_features(path: str | os.PathLike) -> np.ndarray:
+    """Read the feature array of one video.
+
+    Supported files: `.npy` (read without pickle), `.pt` / `.pth` (read with `torch.load(..., weights_only=True)`, a
+    tensor or a dict of tensors) and `.safetensors`. A file holding several tensors is read at the key `"features"`.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The feature file.
+
+    Returns:
+        `np.ndarray` of shape `(num_units, feature_dim)` and dtype float32.
+
+    Raises:
+        `FileNotFoundError`: if the file does not exist.
+        `ValueError`: naming the file, if its extension is unknown, it cannot be parsed, it holds no usable tensor, the
+            array is not 2-D, is empty, is not real-valued, or contains NaN or infinite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Feature file not found: {path}")
+    _, values = _read(path, lazy=False)
+    num_non_finite = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+    if num_non_finite:
+        raise ValueError(f"Feature file {path}: {num_non_finite} non-finite (NaN or infinite) values")
+    return values
+
+
+def _num_units(path: Path) -> int:
+    """Length of the feature file from its header (`.npy`, `.safetensors`) or a memory map (`.pt`); values unread."""
+    shape, _ = _read(path, lazy=True)
+    return shape[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Annotation parsing
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Video:
+    video_id: str
+    subset: str
+    duration: float
+    fps: float | None  # as given by the annotation file, `None` when absent
+    annotations: list[dict[str, Any]]  # {"label", "start", "end"}, seconds, not yet clipped
+
+
+def _is_number(value: Any) -> bool:
+    # bool is a numbers.Real subclass, but `True` as a time stamp is a bug upstream
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_json(path: Path, name: str) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"`{name}` file not found: {path}")
+    with path.open(encoding="utf-8") as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"`{name}` file {path} is not valid JSON: {error}") from error
+
+
+def _parse_duration(video_id: str, value: Any, field: str) -> float:
+    if not _is_number(value) or not value > 0:
+        raise ValueError(f'video {video_id!r}: field "{field}" must be a positive number of seconds, got {value!r}')
+    return float(value)
+
+
+def _parse_annotations(video_id: str, annotations: Any) -> list[dict[str, Any]]:
+    if not isinstance(annotations, list):
+        raise ValueError(f'video {video_id!r}: field "annotations" must be a list, got {type(annotations).__name__}')
+    parsed = []
+    for index, annotation in enumerate(annotations):
+        where = f"video {video_id!r}, annotation {index}"
+        if not isinstance(annotation, Mapping):
+            raise ValueError(f"{where}: expected a mapping, got {type(annotation).__name__}")
+        label, segment = annotation.get("label"), annotation.get("segment")
+        if not isinstance(label, str) or not label:
+            raise ValueError(f'{where}: field "label" must be a non-empty string, got {label!r}')
+        if not isinstance(segment, (list, tuple)) or len(segment) != 2 or not all(map(_is_number, segment)):
+            raise ValueError(
+                f'{where}: field "segment" must be a [start, end] pair of finite numbers, got {segment!r}'
+            )
+        parsed.append({"label": label, "start": float(segment[0]), "end": float(segment[1])})
+    return parsed
+
+
+def _clip_and_check_segments(videos: list[_Video], invalid_segments: str) -> None:
+    """Clip every segment to its video in place, then raise on (or drop) the ones with `start >= end`."""
+    num_clipped = 0
+    clipped_videos = set()
+    invalid = []  # (video, original annotation)
+    for video in videos:
+        kept = []
+        for annotation in video.annotations:
+            start = min(max(annotation["start"], 0.0), video.duration)
+            end = min(max(annotation["end"], 0.0), video.duration)
+            if (start, end) != (annotation["start"], annotation["end"]):
+                num_clipped += 1
+                clipped_videos.add(video.video_id)
+            if start >= end:
+                invalid.append((video, annotation))
+            else:
+                kept.append({"label": annotation["label"], "start": start, "end": end})
+        video.annotations = kept
+    if num_clipped:
+        logger.warning(
+            f"Clipped {num_clipped} segments reaching outside [0, duration] in {len(clipped_videos)} videos "
+            f"(e.g. {sorted(clipped_videos)[:_MAX_LISTED]})."
+        )
+    if not invalid:
+        return
+    # one example per video, so that the message shows how widespread the problem is
+    first_per_video = {}
+    for video, annotation in invalid:
+        first_per_video.setdefault(video.video_id, (video, annotation))
+    examples = "; ".join(
+        f"{video.video_id}: {annotation['label']} [{annotation['start']}, {annotation['end']}] (duration "
+        f"{video.duration})"
+        for video, annotation in list(first_per_video.values())[:_MAX_LISTED]
+    )
+    num_videos = len(first_per_video)
+    if invalid_segments == "error":
+        raise ValueError(
+            f"{len(invalid)} segments in {num_videos} videos have start >= end after clipping to [0, duration]: "
+            f'{examples}. Fix the annotation file, or pass `invalid_segments="drop"` to drop them (the count is '
+            "logged)."
+        )
+    logger.warning(
+        f"Dropped {len(invalid)} segments with start >= end after clipping to [0, duration] in {num_videos} videos: "
+        f"{examples}."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Dataset building
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}")
+
+
+def _check_positive(name: str, value: float | None, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    # `not x > 0` so that NaN is rejected too
+    if not _is_number(value) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive number{' or None' if allow_none else ''}, got {value!r}")
+
+
+def _normalize_extension(feature_extension: str) -> str:
+    extension = feature_extension if feature_extension.startswith(".") else f".{feature_extension}"
+    if extension.lower() not in FEATURE_EXTENSIONS:
+        raise ValueError(f"`feature_extension` must be one of {FEATURE_EXTENSIONS}, got {feature_extension!r}")
+    return extension
+
+
+def _select_subsets(videos: list[_Video], subsets: Iterable[str] | None) -> list[_Video]:
+    if subsets is None:
+        return videos
+    if isinstance(subsets, str):
+        raise ValueError(f"`subsets` must be an iterable of subset names, not the string {subsets!r}")
+    wanted = set(subsets)
+    available = {video.subset for video in videos}
+    unknown = wanted - available
+    if unknown:
+        raise ValueError(
+            f"`subsets` {sorted(unknown)} not found in the annotation file; available: {sorted(available)}"
+        )
+    return [video for video in videos if video.subset in wanted]
+
+
+def _list_directory(directory: Path, name: str) -> set[str]:
+    if not directory.is_dir():
+        raise FileNotFoundError(f"`{name}` is not a directory: {directory}")
+    return {entry.name for entry in os.scandir(directory) if entry.is_file()}
+
+
+def _drop_missing_features(
+    videos: list[_Video],
+    directories: dict[str, Path],
+    extension: str,
+    annotated_ids: set[str],
+    missing_features: str,
+) -> list[_Video]:
+    """Keep the videos whose feature file exists in every directory; report the others and the unannotated files."""
+    missing: dict[str, list[str]] = {}
+    for name, directory in directories.items():
+        file_names = _list_directory(directory, name)
+        unannotated = sorted(
+            file_name
+            for file_name in file_names
+            if file_name.endswith(extension) and file_name[: -len(extension)] not in annotated_ids
+        )
+        if unannotated:
+            logger.warning(
+                f"{len(unannotated)} {extension} files in {directory} have no entry in the annotation file and are "
+                f"not loaded (e.g. {unannotated[:_MAX_LISTED]})."
+            )
+        absent = [video.video_id for video in videos if f"{video.video_id}{extension}" not in file_names]
+        if absent:
+            missing[name] = absent
+    if not missing:
+        return videos
+    description = "; ".join(
+        f"{len(ids)} videos have no {extension} file in `{name}` {directories[name]} (e.g. {ids[:_MAX_LISTED]})"
+        for name, ids in missing.items()
+    )
+    if missing_features == "error":
+        raise ValueError(
+            f'Missing feature files: {description}. Pass `missing_features="skip"` to drop these videos (the count '
+            "is logged)."
+        )
+    missing_ids = {video_id for ids in missing.values() for video_id in ids}
+    logger.warning(f"Skipped {len(missing_ids)} of {len(videos)} videos without feature files: {description}.")
+    return [video for video in videos if video.video_id not in missing_ids]
+
+
+def _build_dataset_dict(
+    videos: list[_Video],
+    *,
+    feature_dir: str | os.PathLike,
+    clip_feature_dir: str | os.PathLike | None,
+    feature_extension: str,
+    fps: float | None,
+    default_fps: float | None,
+    feature_stride: float | None,
+    window_size: float | None,
+    missing_features: str,
+    invalid_segments: str,
+    subsets: Iterable[str] | None,
+) -> DatasetDict:
+    """Shared second half of the two loaders: validation, feature lookup, timing, and the Arrow tables."""
+    _check_positive("fps", fps)
+    _check_positive("default_fps", default_fps)
+    _check_positive("feature_stride", feature_stride)
+    if window_size is not None and (not _is_number(window_size) or not window_size >= 0):
+        raise ValueError(f"`window_size` must be a non-negative number or None, got {window_size!r}")
+    # a stride without a window (or the reverse) mixes the tiling and the fixed-grid conventions
+    if (feature_stride is None) != (window_size is None):
+        raise ValueError(
+            f"`feature_stride` ({feature_stride}) and `window_size` ({window_size}) must both be numbers, or both "
+            "None (units tile the video)"
+        )
+    _check_choice("missing_features", missing_features, ("error", "skip"))
+    _check_choice("invalid_segments", invalid_segments, ("error", "drop"))
+    extension = _normalize_extension(feature_extension)
+
+    annotated_ids = {video.video_id for video in videos}
+    videos = _select_subsets(videos, subsets)
+    if not videos:
+        raise ValueError("The annotation file holds no video")
+    _clip_and_check_segments(videos, invalid_segments)
+    without_fps = [video.video_id for video in videos if video.fps is None]
+    if fps is None and default_fps is None and without_fps:
+        raise ValueError(
+            f"{len(without_fps)} videos have no frame rate in the annotation file (e.g. {without_fps[:_MAX_LISTED]}); "
+            "pass `fps` or `default_fps`"
+        )
+
+    # absolute, so that the paths stay valid for a collate running from another working directory
+    directories = {"feature_dir": Path(feature_dir).absolute()}
+    if clip_feature_dir is not None:
+        directories["clip_feature_dir"] = Path(clip_feature_dir).absolute()
+    videos = _drop_missing_features(videos, directories, extension, annotated_ids, missing_features)
+    if not videos:
+        raise ValueError(
+            f"No video left to load: none has a {extension} feature file in {sorted(map(str, directories.values()))}"
+        )
+
+    columns: dict[str, dict[str, list]] = {}
+    for video in videos:
+        feature_path = directories["feature_dir"] / f"{video.video_id}{extension}"
+        num_units = _num_units(feature_path)
+        # precedence: the `fps` argument, then the annotation file, then `default_fps`
+        video_fps = next(rate for rate in (fps, video.fps, default_fps) if rate is not None)
+        if feature_stride is None:
+            # resized features: the units tile the video, unit `idx` is centred at (idx + 0.5) * duration / num_units
+            stride = window = video.duration * video_fps / num_units
+        else:
+            stride, window = feature_stride, window_size
+        row = {
+            "video_id": video.video_id,
+            "subset": video.subset,
+            "duration": video.duration,
+            "fps": float(video_fps),
+            "feature_stride": float(stride),
+            "window_size": float(window),
+            "feature_path": str(feature_path),
+            "clip_feature_path": (
+                str(directories["clip_feature_dir"] / f"{video.video_id}{extension}")
+                if clip_feature_dir is not None
+                else None
+            ),
+            "num_units": num_units,
+            "annotations": video.annotations,
+        }
+        subset_columns = columns.setdefault(video.subset, {key: [] for key in VIDEO_FEATURES})
+        for key, value in row.items():
+            subset_columns[key].append(value)
+
+    dataset_dict = DatasetDict(
+        {
+            subset: Dataset.from_dict(subset_columns, features=VIDEO_FEATURES)
+            for subset, subset_columns in columns.items()
+        }
+    )
+    for subset, dataset in dataset_dict.items():
+        num_instances = sum(len(annotations) for annotations in columns[subset]["annotations"])
+        logger.info(f"Subset {subset!r}: {dataset.num_rows} videos, {num_instances} action instances.")
+    return dataset_dict
+
+
+def load_activitynet_style(
+    annotation_path: str | os.PathLike,
+    feature_dir: str | os.PathLike,
+    clip_feature_dir: str | os.PathLike | None = None,
+    *,
+    feature_extension: str = ".npy",
+    fps: float | None = None,
+    default_fps: float | None = None,
+    feature_stride: float | None = THUMOS14_I3D_FEATURE_STRIDE,
+    window_size: float | None = THUMOS14_I3D_WINDOW_SIZE,
+    subsets: Iterable[str] | None = None,
+    missing_features: Literal["error", "skip"] = "error",
+    invalid_segments: Literal["error", "drop"] = "error",
+) -> DatasetDict:
+    """Load an ActivityNet-format annotation file (e.g. ActionFormer's `thumos14.json`) and its feature files.
+
+    The file is `{"database": {video_id: {"subset": str, "duration": float, "fps": float (optional), "annotations":
+    [{"label": str, "segment": [start, end]}, ...]}}}` with segments in seconds; other keys are ignored. The feature
+    file of a video is `<feature_dir>/<video_id><feature_extension>`. The defaults fit ActionFormer's THUMOS14 I3D
+    features (per-video fps from the file, stride 4, window 16). See the module docstring for the schema, the timing
+    conventions and the validation rules.
+
+    Args:
+        annotation_path (`str` or `os.PathLike`):
+            The annotation JSON file.
+        feature_dir (`str` or `os.PathLike`):
+            Directory of the localization feature files, one per video.
+        clip_feature_dir (`str` or `os.PathLike`, *optional*):
+            Directory of a second feature source (e.g. CLIP frame embeddings) with the same file names. Only the
+            presence of its files is checked. `None` (`clip_feature_path` is `None`) when `feature_dir` serves both.
+        feature_extension (`str`, *optional*, defaults to `".npy"`):
+            Extension of the feature files: `".npy"`, `".pt"`, `".pth"` or `".safetensors"`.
+        fps (`float`, *optional*):
+            Frame rate the features were extracted at, for every video; overrides the per-video `"fps"` of the file
+            (e.g. CLIP features sampled at a fixed rate).
+        default_fps (`float`, *optional*):
+            Frame rate of the videos whose entry has no `"fps"` (and `fps` is not given). A video without any frame
+            rate raises a `ValueError`.
+        feature_stride (`float`, *optional*, defaults to 4.0):
+            Frames between two consecutive feature units. `None` (together with `window_size=None`) makes the units
+            tile the video: `feature_stride = window_size = duration * fps / num_units` (resized features).
+        window_size (`float`, *optional*, defaults to 16.0):
+            Frames covered by one feature unit, or `None` (see `feature_stride`).
+        subsets (`Iterable[str]`, *optional*):
+            Load only these subsets (exact names, e.g. `["Validation", "Test"]`); the others are neither validated
+            nor checked for features. `None` loads every subset.
+        missing_features (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError` listing the videos without a feature file; `"skip"` drops them and logs
+            their count.
+        invalid_segments (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError` naming the segments with `start >= end` after clipping to the video;
+            `"drop"` drops them and logs their count. The shared THUMOS14 file needs `"drop"` (30 segments annotated
+            after the end of their video).
+
+    Returns:
+        [`~datasets.DatasetDict`]: one [`~datasets.Dataset`] per subset, in order of first appearance in the file, with
+        the features [`VIDEO_FEATURES`] and one row per video in file order.
+
+    Example:
+
+    ```python
+    >>> from zeetad_hf.data import load_activitynet_style
+
+    >>> thumos = load_activitynet_style("thumos14.json", "i3d_features/", invalid_segments="drop")
+    >>> list(thumos)
+    ['Test', 'Validation']
+    ```
+    """
+    data = _read_json(Path(annotation_path), "annotation_path")
+    database = data.get("database") if isinstance(data, Mapping) else None
+    if not isinstance(database, Mapping):
+        raise ValueError(f'`annotation_path` {annotation_path}: expected a JSON object with a "database" object')
+    videos = []
+    for video_id, entry in database.items():
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"video {video_id!r}: expected a mapping, got {type(entry).__name__}")
+        subset = entry.get("subset")
+        if not isinstance(subset, str) or not subset:
+            raise ValueError(f'video {video_id!r}: field "subset" must be a non-empty string, got {subset!r}')
+        video_fps = entry.get("fps")
+        if video_fps is not None and (not _is_number(video_fps) or not video_fps > 0):
+            raise ValueError(f'video {video_id!r}: field "fps" must be a positive number, got {video_fps!r}')
+        videos.append(
+            _Video(
+                video_id=video_id,
+                subset=subset,
+                duration=_parse_duration(video_id, entry.get("duration"), "duration"),
+                fps=None if video_fps is None else float(video_fps),
+                annotations=_parse_annotations(video_id, entry.get("annotations")),
+            )
+        )
+    return _build_dataset_dict(
+        videos,
+        feature_dir=feature_dir,
+        clip_feature_dir=clip_feature_dir,
+        feature_extension=feature_extension,
+        fps=fps,
+        default_fps=default_fps,
+        feature_stride=feature_stride,
+        window_size=window_size,
+        missing_features=missing_features,
+        invalid_segments=invalid_segments,
+        subsets=subsets,
+    )
+
+
+def load_bmn_style(
+    annotation_path: str | os.PathLike,
+    video_info_csv: str | os.PathLike,
+    feature_dir: str | os.PathLike,
+    clip_feature_dir: str | os.PathLike | None = None,
+    *,
+    feature_extension: str = ".npy",
+    fps: float = ACTIVITYNET_TSP_FPS,
+    feature_stride: float | None = None,
+    window_size: float | None = None,
+    subsets: Iterable[str] | None = None,
+    missing_features: Literal["error", "skip"] = "error",
+    invalid_segments: Literal["error", "drop"] = "error",
+) -> DatasetDict:
+    """Load BMN-format ActivityNet annotations (`anet_anno_action.json` + `anet_video_info.csv`) and feature files.
+
+    The JSON is `{video_id: {"duration_second": float, "annotations": [{"label": str, "segment": [start, end]}, ...]}}`
+    (other keys ignored) and has no subset: it comes from the `subset` column of the CSV (`training`, `validation`,
+    `testing`), whose `video` column holds the same ids. Every JSON video needs a CSV row; CSV rows without a JSON
+    entry are counted in a warning and not loaded. The defaults fit ActionFormer's TSP features resized to a fixed
+    number of units: units tile the video (`feature_stride = window_size = duration * fps / num_units`). See the module
+    docstring for the schema, the timing conventions and the validation rules.
+
+    Args:
+        annotation_path (`str` or `os.PathLike`):
+            The BMN annotation JSON file.
+        video_info_csv (`str` or `os.PathLike`):
+            The video information CSV with at least the columns `video` and `subset`.
+        feature_dir (`str` or `os.PathLike`):
+            Directory of the localization feature files, one per video (`<video_id><feature_extension>`).
+        clip_feature_dir (`str` or `os.PathLike`, *optional*):
+            Directory of a second feature source with the same file names; only the presence of its files is
+            checked. `None` when `feature_dir` serves both.
+        feature_extension (`str`, *optional*, defaults to `".npy"`):
+            Extension of the feature files: `".npy"`, `".pt"`, `".pth"` or `".safetensors"`.
+        fps (`float`, *optional*, defaults to 15.0):
+            Frame rate the features were extracted at, for every video (ActionFormer's TSP `default_fps`; the nominal
+            `fps` column of the CSV is the rate of the source video, not of the features). With tiling units it
+            cancels out of every time stamp.
+        feature_stride (`float`, *optional*):
+            Frames between two consecutive feature units; `None` (together with `window_size=None`) makes the units
+            tile the video. E.g. `fps=r, feature_stride=1, window_size=1` for CLIP frame features sampled at `r` fps.
+        window_size (`float`, *optional*):
+            Frames covered by one feature unit, or `None` (see `feature_stride`).
+        subsets (`Iterable[str]`, *optional*):
+            Load only these subsets (e.g. `["training", "validation"]`: `testing` has no labels). `None` loads all.
+        missing_features (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError` listing the videos without a feature file; `"skip"` drops them and logs
+            their count.
+        invalid_segments (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError` naming the segments with `start >= end` after clipping to the video;
+            `"drop"` drops them and logs their count. The shared ActivityNet file needs `"drop"` (12 zero-length
+            segments).
+
+    Returns:
+        [`~datasets.DatasetDict`]: one [`~datasets.Dataset`] per subset, in order of first appearance in the CSV, with
+        the features [`VIDEO_FEATURES`] and one row per video in CSV order.
+    """
+    _check_positive("fps", fps, allow_none=False)
+    annotations = _read_json(Path(annotation_path), "annotation_path")
+    if not isinstance(annotations, Mapping):
+        raise ValueError(f"`annotation_path` {annotation_path}: expected a JSON object mapping video ids to videos")
+    csv_path = Path(video_info_csv)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"`video_info_csv` file not found: {csv_path}")
+    with csv_path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing_columns = {"video", "subset"} - set(reader.fieldnames or [])
+        if missing_columns:
+            raise ValueError(f"`video_info_csv` {csv_path}: missing columns {sorted(missing_columns)}")
+        subsets_by_id = {row["video"]: row["subset"] for row in reader}
+
+    without_row = [video_id for video_id in annotations if video_id not in subsets_by_id]
+    if without_row:
+        raise ValueError(
+            f"{len(without_row)} videos of `annotation_path` have no row in `video_info_csv`, so no subset (e.g. "
+            f"{without_row[:_MAX_LISTED]})"
+        )
+    without_annotations = [video_id for video_id in subsets_by_id if video_id not in annotations]
+    if without_annotations:
+        logger.warning(
+            f"{len(without_annotations)} videos of `video_info_csv` have no entry in `annotation_path` and are not "
+            f"loaded (e.g. {without_annotations[:_MAX_LISTED]})."
+        )
+
+    videos = []
+    for video_id, subset in subsets_by_id.items():
+        entry = annotations.get(video_id)
+        if entry is None:
+            continue
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"video {video_id!r}: expected a mapping, got {type(entry).__name__}")
+        if not subset:
+            raise ValueError(f"video {video_id!r}: empty `subset` in `video_info_csv`")
+        videos.append(
+            _Video(
+                video_id=video_id,
+                subset=subset,
+                duration=_parse_duration(video_id, entry.get("duration_second"), "duration_second"),
+                fps=None,
+                annotations=_parse_annotations(video_id, entry.get("annotations")),
+            )
+        )
+    return _build_dataset_dict(
+        videos,
+        feature_dir=feature_dir,
+        clip_feature_dir=clip_feature_dir,
+        feature_extension=feature_extension,
+        fps=fps,
+        default_fps=None,
+        feature_stride=feature_stride,
+        window_size=window_size,
+        missing_features=missing_features,
+        invalid_segments=invalid_segments,
+        subsets=subsets,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Zero-shot protocol on datasets
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def filter_to_classes(
+    dataset: Dataset | DatasetDict, classes: Iterable[str], *, drop_empty: bool
+) -> Dataset | DatasetDict:
+    """Keep only the annotations of `classes`, the zero-shot protocol step on a loaded dataset.
+
+    - Training (`drop_empty=True`, `classes` = the seen classes of a split): every other annotation is dropped, then
+      every video left without annotations, so that no unseen-class segment reaches training.
+    - Evaluation (`drop_empty=False`, `classes` = the unseen classes): every video is kept, with only its unseen-class
+      annotations; all videos of the evaluation subset are scored and predictions on a video without ground truth of
+      their class count as false positives.
+
+    The numbers of dropped annotations and videos are logged at INFO level; class names that occur in no annotation
+    (usually a misspelling) are logged as a warning. The mirror functions on ground-truth dicts are
+    [`~zeetad_hf.zero_shot_splits.restrict_to_seen`] and [`~zeetad_hf.zero_shot_splits.restrict_ground_truth`].
+
+    Args:
+        dataset ([`~datasets.Dataset`] or [`~datasets.DatasetDict`]):
+            A dataset with the features [`VIDEO_FEATURES`] (other columns are kept). A `DatasetDict` is filtered split
+            by split.
+        classes (`Iterable[str]`):
+            Class names to keep, spelled exactly as the annotation labels.
+        drop_empty (`bool`):
+            Whether to drop the videos left without annotations.
+
+    Returns:
+        [`~datasets.Dataset`] or [`~datasets.DatasetDict`]: a new dataset of the same type and features.
+
+    Example:
+
+    ```python
+    >>> from zeetad_hf.data import filter_to_classes, load_activitynet_style
+    >>> from zeetad_hf.zero_shot_splits import load_zero_shot_split
+
+    >>> thumos = load_activitynet_style("thumos14.json", "i3d_features/", invalid_segments="drop")
+    >>> seen, unseen = load_zero_shot_split("thumos14", "75_25", split=0)
+    >>> train_dataset = filter_to_classes(thumos["Validation"], seen, drop_empty=True)
+    >>> eval_dataset = filter_to_classes(thumos["Test"], unseen, drop_empty=False)
+    ```
+    """
+    # a bare string would silently become a set of characters
+    if isinstance(classes, str):
+        raise ValueError(f"`classes` must be an iterable of class names, not the string {classes!r}")
+    class_set = set(classes)
+    if isinstance(dataset, DatasetDict):
+        return DatasetDict(
+            {name: filter_to_classes(split, class_set, drop_empty=drop_empty) for name, split in dataset.items()}
+        )
+    if not isinstance(dataset, Dataset) or "annotations" not in dataset.column_names:
+        raise ValueError('`dataset` must be a `Dataset` or `DatasetDict` with an "annotations" column')
+
+    annotations = list(dataset["annotations"])
+    present = {annotation["label"] for video_annotations in annotations for annotation in video_annotations}
+    absent = sorted(class_set - present)
+    if absent:
+        logger.warning(f"{len(absent)} of {len(class_set)} classes occur in no annotation: {absent[:_MAX_LISTED]}")
+
+    def keep_classes(batch: list[list[dict[str, Any]]]) -> dict[str, list]:
+        return {"annotations": [[item for item in video if item["label"] in class_set] for video in batch]}
+
+    filtered = dataset.map(
+        keep_classes, input_columns="annotations", batched=True, features=dataset.features, desc="Filtering classes"
+    )
+    num_kept_annotations = sum(len(video) for video in filtered["annotations"])
+    if drop_empty:
+        filtered = filtered.filter(
+            lambda batch: [len(video) > 0 for video in batch],
+            input_columns="annotations",
+            batched=True,
+            desc="Dropping videos without annotations",
+        )
+    logger.info(
+        f"Kept {num_kept_annotations} of {sum(map(len, annotations))} annotations of {len(class_set)} classes and "
+        f"{filtered.num_rows} of {dataset.num_rows} videos (dropped {dataset.num_rows - filtered.num_rows} videos "
+        "left without annotations)."
+    )
+    return filtered
+
+
+def to_ground_truth(dataset: Dataset | DatasetDict) -> dict[str, Any]:
+    """Build the ActivityNet-format ground truth of a dataset, as consumed by
+    [`~zeetad_hf.evaluation.temporal_action_map`], [`~zeetad_hf.zero_shot_splits.restrict_ground_truth`] and
+    [`~zeetad_hf.zero_shot_splits.restrict_to_seen`].
+
+    Segments are those of the dataset, i.e. clipped to the video and without the segments dropped at load time. For
+    numbers bit-identical to an evaluation on the raw annotation file (which keeps segments annotated after the end of
+    a video as unmatchable ground truth), evaluate against that file restricted with
+    [`~zeetad_hf.zero_shot_splits.restrict_ground_truth`] instead.
+
+    Args:
+        dataset ([`~datasets.Dataset`] or [`~datasets.DatasetDict`]):
+            A dataset with the columns `video_id`, `subset`, `duration` and `annotations` of [`VIDEO_FEATURES`]. The
+            splits of a `DatasetDict` are merged.
+
+    Returns:
+        `dict[str, Any]`: `{"database": {video_id: {"subset": str, "duration": float, "annotations": [{"label": str,
+        "segment": [start, end]}, ...]}}}`, videos in dataset order.
+
+    Raises:
+        `ValueError`: if a video id occurs twice.
+    """
+    splits = list(dataset.values()) if isinstance(dataset, DatasetDict) else [dataset]
+    database: dict[str, Any] = {}
+    for split in splits:
+        for row in split.select_columns(["video_id", "subset", "duration", "annotations"]):
+            if row["video_id"] in database:
+                raise ValueError(f"video {row['video_id']!r} occurs more than once in `dataset`")
+            database[row["video_id"]] = {
+                "subset": row["subset"],
+                "duration": row["duration"],
+                "annotations": [
+                    {"label": item["label"], "segment": [item["start"], item["end"]]} for item in row["annotations"]
+                ],
+            }
+    return {"database": database}
+
+
+__all__ = [
+    "FEATURE_EXTENSIONS",
+    "VIDEO_FEATURES",
+    "filter_to_classes",
+    "load_activitynet_style",
+    "load_bmn_style",
+    "load_features",
+    "to_ground_truth",
+]
