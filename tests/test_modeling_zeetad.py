@@ -217,10 +217,16 @@ def test_save_and_auto_model_round_trip(make_config, tokenizer, tmp_path, adapte
     for loader in (ZeetadForTemporalActionDetection, AutoModel):
         reloaded = loader.from_pretrained(tmp_path / "zeetad").eval()
         assert isinstance(reloaded, ZeetadForTemporalActionDetection)
+        original_state, reloaded_state = model.state_dict(), reloaded.state_dict()
+        assert original_state.keys() == reloaded_state.keys()
+        for key, tensor in original_state.items():
+            assert torch.equal(tensor, reloaded_state[key]), key
         with torch.no_grad():
             got = reloaded(**inputs)
+        # Identical weights; outputs may differ in the last bits only because reloaded tensors are views into the
+        # memory-mapped file at other alignments, which changes CPU summation order.
         for field in ("logits", "actionness_logits", "pred_segments", "foreground_logits", "text_embeds"):
-            torch.testing.assert_close(getattr(got, field), getattr(expected, field), rtol=0, atol=0)
+            torch.testing.assert_close(getattr(got, field), getattr(expected, field), rtol=1e-5, atol=1e-5)
 
 
 def test_lora_merge_for_export(make_config, tokenizer, tmp_path):

@@ -1,0 +1,267 @@
+"""Hub round trip through the real huggingface_hub client against a local stand-in Hub (tests/fakehub.py).
+
+huggingface_hub reads `HF_ENDPOINT` and `HF_HUB_OFFLINE` at import time and this test process is offline (conftest),
+so the client side runs in child processes: `python tests/test_hub.py push WORKDIR` builds a tiny model, pushes model,
+processor (with the tokenizer) and model card, and stores reference outputs; `python tests/test_hub.py pull WORKDIR`
+then downloads everything by repo id into a fresh `HF_HOME` and compares. Each child prints a JSON report as its last
+stdout line.
+"""
+
+import json
+import os
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+FAKEHUB = Path(__file__).with_name("fakehub.py")
+REPO_ID = "user/tiny-zeetad"
+MISSING_REPO_ID = "user/does-not-exist"
+TASK = "zero-shot-temporal-action-detection"
+# Same words as conftest.PROMPT_WORDS; conftest itself is not importable here (it switches the Hub offline).
+PROMPT_WORDS = ("a", "video", "of", "person", "jumping", "running", "diving", "swimming", "throwing", "the")
+LABELS = ["jumping", "running", "diving"]
+NUM_UNITS = 20
+
+
+@pytest.fixture(scope="module")
+def hub_endpoint():
+    """Start tests/fakehub.py on a free port of 127.0.0.1 and yield its URL; stop it afterwards."""
+    # The idle timeout only matters if this process is killed without running the `finally` below.
+    process = subprocess.Popen([sys.executable, str(FAKEHUB), "0", "120"], stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 20)
+        port_line = process.stdout.readline() if ready else ""
+        if not port_line.strip().isdigit():
+            raise RuntimeError(f"fakehub did not report a port (exit code {process.poll()}, got {port_line!r})")
+        yield f"http://127.0.0.1:{int(port_line)}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+
+
+def run_child(command: str, workdir: Path, endpoint: str, hf_home: Path) -> dict:
+    env = dict(os.environ)
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    env.update(
+        HF_ENDPOINT=endpoint,
+        HF_TOKEN="hf_fake_token",
+        HF_HUB_DISABLE_XET="1",
+        HF_HOME=str(hf_home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+    )
+    completed = subprocess.run(
+        [sys.executable, __file__, command, str(workdir)], env=env, capture_output=True, text=True, timeout=180
+    )
+    if completed.returncode != 0 or not completed.stdout.strip():
+        raise AssertionError(f"`{command}` child failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def round_trip(hub_endpoint, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("hub-round-trip")
+    pushed = run_child("push", workdir, hub_endpoint, workdir / "push-home")
+    pulled = run_child("pull", workdir, hub_endpoint, workdir / "pull-home")
+    return pushed, pulled
+
+
+def test_push_uploads_model_processor_and_card(round_trip):
+    pushed, _ = round_trip
+    files = set(pushed["repo_files"])
+    assert {"config.json", "model.safetensors", "README.md", "processor_config.json", "tokenizer.json"} <= files
+    assert pushed["num_reference_detections"] > 0
+
+
+def test_download_into_fresh_cache_is_bit_identical(round_trip):
+    _, pulled = round_trip
+    assert pulled["model_class"] == "ZeetadForTemporalActionDetection"
+    assert pulled["differing_files"] == []
+    assert pulled["outputs_identical"], pulled
+    assert pulled["max_diff_to_in_memory_model"] < 1e-4
+    assert pulled["input_ids_identical"]
+    assert pulled["pipeline_identical"], pulled
+    # The pull side started from an empty HF_HOME: these files came from the stand-in Hub.
+    assert {"config.json", "model.safetensors", "processor_config.json"} <= set(pulled["cached_files"])
+
+
+def test_pushed_model_card(round_trip):
+    _, pulled = round_trip
+    card = pulled["card"]
+    assert card["library_name"] == "transformers"
+    assert "zero-shot-temporal-action-detection" in card["tags"]
+    assert "pipeline_tag" not in card and "model-index" not in card
+    assert card["says_not_evaluated"]
+
+
+def test_missing_repo_raises_the_usual_oserror(round_trip):
+    _, pulled = round_trip
+    assert pulled["missing_repo_error"]["type"] == "OSError"
+    assert MISSING_REPO_ID in pulled["missing_repo_error"]["message"]
+
+
+# Child side: everything below runs in a subprocess whose environment points huggingface_hub at the stand-in Hub.
+
+
+def tiny_config(tokenizer):
+    from zeetad_hf import ZeetadConfig
+
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 16,
+        "projection_dim": 16,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    # conftest.tiny_zeetad_config, but CLIP-only (`localization_feature_dim=None`): the pipeline then runs on
+    # `{"clip_features", "fps", "feature_stride"}` alone.
+    return ZeetadConfig(
+        text_config=text_config,
+        localization_feature_dim=None,
+        d_model=32,
+        num_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_feature_levels=3,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_queries=8,
+        semantic_adapter_dim=8,
+        text_adapter_bottleneck_dim=8,
+        lora_rank=4,
+        dropout=0.0,
+    )
+
+
+def model_outputs(model, processor, clip_features):
+    import torch
+
+    inputs = processor(text=LABELS)
+    with torch.no_grad():
+        outputs = model(
+            input_features=clip_features[None], input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+        )
+    return {"input_ids": inputs["input_ids"], "logits": outputs.logits, "pred_segments": outputs.pred_segments}
+
+
+def detect(detector, clip_features) -> list[dict]:
+    return detector(
+        {"clip_features": clip_features, "fps": 10.0, "feature_stride": 1}, candidate_labels=LABELS, threshold=0.0
+    )
+
+
+def push(workdir: Path) -> dict:
+    import torch
+    from huggingface_hub import HfApi
+    from transformers import AutoModel, pipeline
+
+    from zeetad_hf import (
+        ZeetadFeatureExtractor,
+        ZeetadForTemporalActionDetection,
+        ZeetadProcessor,
+        build_clip_tokenizer,
+    )
+    from zeetad_hf.modelcard import build_model_card
+
+    torch.manual_seed(0)
+    tokenizer = build_clip_tokenizer(PROMPT_WORDS, model_max_length=16)
+    model = ZeetadForTemporalActionDetection(tiny_config(tokenizer)).eval()
+    processor = ZeetadProcessor(feature_extractor=ZeetadFeatureExtractor(), tokenizer=tokenizer)
+    clip_features = torch.randn(NUM_UNITS, model.config.clip_embedding_dim)
+
+    model.push_to_hub(REPO_ID)
+    # The processor writes the tokenizer files too.
+    processor.push_to_hub(REPO_ID)
+    card = build_model_card(
+        model_name="tiny-zeetad",
+        base_model=None,
+        dataset_name="thumos14",
+        split_setting="75_25",
+        split_indices=[0],
+        features="random 16-d CLIP-like frame embeddings (test model)",
+        results=None,
+        training_hyperparameters={},
+        repo_id=REPO_ID,
+    )
+    # Goes through /api/validate-yaml first, like any card push.
+    card.push_to_hub(REPO_ID)
+
+    # The reference is the original checkpoint loaded the standard way. `from_pretrained` keeps the weights as views
+    # into the memory-mapped safetensors file; at its unaligned offsets the CPU kernels sum in another order than on
+    # the freshly allocated tensors of `model`, so `model` itself agrees with any loaded copy only to ~1e-5.
+    original = workdir / "original"
+    model.save_pretrained(original)
+    processor.save_pretrained(original)
+    reference = model_outputs(AutoModel.from_pretrained(original).eval(), processor, clip_features)
+    in_memory = model_outputs(model, processor, clip_features)
+    torch.save(
+        {"clip_features": clip_features, "in_memory_logits": in_memory["logits"], **reference},
+        workdir / "reference.pt",
+    )
+    detections = detect(pipeline(TASK, model=str(original)), clip_features)
+    (workdir / "detections.json").write_text(json.dumps(detections))
+    return {"repo_files": HfApi().list_repo_files(REPO_ID), "num_reference_detections": len(detections)}
+
+
+def pull(workdir: Path) -> dict:
+    import torch
+    from huggingface_hub import ModelCard, hf_hub_download, scan_cache_dir
+    from transformers import AutoModel, AutoProcessor, pipeline
+
+    import zeetad_hf  # noqa: F401  (registers the model type and the pipeline task)
+
+    reference = torch.load(workdir / "reference.pt", weights_only=True)
+    model = AutoModel.from_pretrained(REPO_ID).eval()
+    processor = AutoProcessor.from_pretrained(REPO_ID)
+    downloaded = model_outputs(model, processor, reference["clip_features"])
+    detections = detect(pipeline(TASK, model=REPO_ID), reference["clip_features"])
+    # Already in the cache: these calls only resolve the paths of the downloaded copies.
+    differing_files = [
+        name
+        for name in ("model.safetensors", "config.json", "tokenizer.json", "processor_config.json")
+        if Path(hf_hub_download(REPO_ID, name)).read_bytes() != (workdir / "original" / name).read_bytes()
+    ]
+    card = ModelCard.load(REPO_ID)
+    try:
+        AutoModel.from_pretrained(MISSING_REPO_ID)
+        missing_repo_error = None
+    except Exception as error:
+        missing_repo_error = {"type": type(error).__name__, "message": str(error)}
+    cached_files = [
+        file.file_name
+        for repo in scan_cache_dir().repos
+        if repo.repo_id == REPO_ID
+        for revision in repo.revisions
+        for file in revision.files
+    ]
+    return {
+        "model_class": type(model).__name__,
+        "differing_files": differing_files,
+        "outputs_identical": all(torch.equal(downloaded[key], reference[key]) for key in ("logits", "pred_segments")),
+        "max_diff_to_in_memory_model": (downloaded["logits"] - reference["in_memory_logits"]).abs().max().item(),
+        "input_ids_identical": torch.equal(downloaded["input_ids"], reference["input_ids"]),
+        "pipeline_identical": detections == json.loads((workdir / "detections.json").read_text()),
+        "card": {**card.data.to_dict(), "says_not_evaluated": "Evaluation was not run" in card.text},
+        "missing_repo_error": missing_repo_error,
+        "cached_files": cached_files,
+    }
+
+
+if __name__ == "__main__":
+    import torch
+
+    # Tiny models gain nothing from threads, and two test processes may share the 2 cores.
+    torch.set_num_threads(1)
+    command, workdir = sys.argv[1], Path(sys.argv[2])
+    print(json.dumps({"push": push, "pull": pull}[command](workdir)))

@@ -1,0 +1,308 @@
+"""Model cards for ZEETAD checkpoints: the zero-shot protocol, the split(s) and measured mAP as `model-index` metadata.
+
+The card text comes from `zeetad_hf/model_card_template.md` (shipped with the package; `model_cards/TEMPLATE.md` in
+the repository is a copy of it). Only numbers passed in `results`, i.e. measured on the checkpoint, become metrics;
+the paper's published numbers appear in the text as a labelled reference, never as results of the model.
+"""
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .zero_shot_splits import load_zero_shot_split
+
+
+TAGS = ["zero-shot-temporal-action-detection", "temporal-action-detection", "zero-shot", "video"]
+TASK_TYPE = "zero-shot-temporal-action-detection"
+TASK_NAME = "Zero-Shot Temporal Action Detection"
+TEMPLATE_NAME = "model_card_template.md"
+
+PROTOCOLS = {
+    "strict": "no external closed-set classifier scores at test time, no model selection on the test set, class text "
+    "only from the split lists",
+    "paper": "fuses external video-level classifier scores as most published zero-shot numbers do; those classifiers "
+    "were trained on all classes, so unseen-class supervision leaks in and results are not comparable with `strict`",
+}
+SPLIT_SETTINGS = {"75_25": "75% seen / 25% unseen classes", "50_50": "50% seen / 50% unseen classes"}
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    label: str
+    hub_type: str
+    domain: str
+    train_subset: str
+    eval_subset: str
+
+
+DATASETS = {
+    "thumos14": _Dataset("THUMOS14", "thumos14", "20 sports classes", "Validation", "Test"),
+    "activitynet": _Dataset(
+        "ActivityNet-1.3",
+        "activitynet",
+        "200 everyday, household and sport activities on YouTube",
+        "training",
+        "validation",
+    ),
+}
+
+# Average mAP (%) the ZEETAD paper reports, mean over the 10 splits (TF-CADE, CVPR 2026, Table 1, which collects each
+# method's own numbers). Quoted in the card text only, labelled as published; never turned into metadata.
+PUBLISHED_AVERAGE_MAP = {
+    ("thumos14", "75_25"): 43.2,
+    ("thumos14", "50_50"): 30.2,
+    ("activitynet", "75_25"): 32.5,
+    ("activitynet", "50_50"): 24.9,
+}
+
+
+def _is_fraction(value: Any) -> bool:
+    # bool is a numbers.Real subclass, but `True` as an mAP is a bug upstream
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
+
+
+def _check_results(results: Mapping[str, Any]) -> tuple[list[float], list[float], float]:
+    """Validate `results` and return `(thresholds, mAP per threshold, average mAP)`, mAP as fractions."""
+    if not isinstance(results, Mapping) or "tiou_thresholds" not in results or "mAP" not in results:
+        raise ValueError(
+            '`results` must be a mapping with "tiou_thresholds" and "mAP" (as returned by '
+            f"`zeetad_hf.evaluation.temporal_action_map`), got {results!r}"
+        )
+    thresholds, map_values = list(results["tiou_thresholds"]), list(results["mAP"])
+    if not thresholds or len(thresholds) != len(map_values):
+        raise ValueError(
+            f'`results["tiou_thresholds"]` ({len(thresholds)} values) and `results["mAP"]` ({len(map_values)} values) '
+            "must be non-empty and of the same length"
+        )
+    if not all(_is_fraction(value) for value in thresholds):
+        raise ValueError(f'`results["tiou_thresholds"]` must be numbers in [0, 1], got {thresholds!r}')
+    if not all(_is_fraction(value) for value in map_values):
+        raise ValueError(f'`results["mAP"]` must be fractions in [0, 1] (not percent), got {map_values!r}')
+    # The average given by the evaluator wins: it is the number that was reported.
+    average = results.get("average_mAP", sum(map_values) / len(map_values))
+    if not _is_fraction(average):
+        raise ValueError(f'`results["average_mAP"]` must be a fraction in [0, 1] (not percent), got {average!r}')
+    return [float(value) for value in thresholds], [float(value) for value in map_values], float(average)
+
+
+def _percent(fraction: float) -> float:
+    return round(100 * fraction, 2)
+
+
+def build_model_card(
+    *,
+    model_name: str,
+    base_model: str | None,
+    dataset_name: str,
+    split_setting: str,
+    split_indices: Sequence[int],
+    features: str,
+    protocol: str = "strict",
+    results: Mapping[str, Any] | None = None,
+    training_hyperparameters: Mapping[str, Any],
+    repo_id: str | None = None,
+    license: str = "mit",
+    **template_kwargs: Any,
+) -> ModelCard:
+    """Build the model card of a ZEETAD checkpoint trained and evaluated under the zero-shot protocol.
+
+    The YAML metadata has `library_name: transformers`, the zero-shot temporal action detection tags and no
+    `pipeline_tag` (the Hub has none for this task). When `results` is given, each mAP@tIoU and the average mAP become
+    a `model-index` metric (in percent, rounded to 2 decimals) whose dataset entry records the split setting
+    (`config`), the evaluated subset (`split`), the splits and the features (`args`), and whose `config` is the
+    protocol. Without `results` the card states that evaluation was not run and the metadata holds no metrics.
+
+    Args:
+        model_name (`str`):
+            Name of the model, used as the card title and as the `model-index` name.
+        base_model (`str`, *optional*):
+            Hub id of the CLIP checkpoint the text encoder comes from, e.g. `"openai/clip-vit-base-patch16"`.
+        dataset_name (`str`):
+            `"thumos14"` or `"activitynet"` (ActivityNet-1.3).
+        split_setting (`str`):
+            Zero-shot setting, `"75_25"` (75% seen / 25% unseen classes) or `"50_50"`.
+        split_indices (`Sequence[int]`):
+            Class splits (in `[0, 9]`) the model was trained and evaluated on; the results are their mean. The
+            published protocol uses all 10.
+        features (`str`):
+            The input features, e.g. `"I3D (localization) + CLIP ViT-B/16 frame embeddings, 4-frame stride"`.
+        protocol (`str`, *optional*, defaults to `"strict"`):
+            `"strict"` (no external classifier scores, no model selection on the test set) or `"paper"` (external
+            video-level classifier scores fused, as in most published numbers). Stored as each metric's `config`.
+        results (`Mapping[str, Any]`, *optional*):
+            Measured results, mean over `split_indices`, in the format of
+            [`~zeetad_hf.evaluation.temporal_action_map`]: `"tiou_thresholds"` (`list[float]`), `"mAP"`
+            (`list[float]`, fractions in `[0, 1]`) and optionally `"average_mAP"` (`float`, defaults to the mean of
+            `"mAP"`). `None` means evaluation was not run.
+        training_hyperparameters (`Mapping[str, Any]`):
+            Hyper-parameters of the training run (name to value), listed in the card in the given order.
+        repo_id (`str`, *optional*):
+            Hub repository of the checkpoint, used in the "How to Get Started" code.
+        license (`str`, *optional*, defaults to `"mit"`):
+            License identifier of the checkpoint.
+        template_kwargs (`dict[str, Any]`, *optional*):
+            Further template variables: `developers`, `compute_infrastructure`.
+
+    Returns:
+        [`huggingface_hub.ModelCard`]: the rendered card; save it with [`save_model_card`] or push it with
+        `card.push_to_hub(repo_id)`.
+
+    Example:
+
+    ```python
+    >>> from zeetad_hf.modelcard import build_model_card
+
+    >>> card = build_model_card(
+    ...     model_name="zeetad-thumos14-75-25",
+    ...     base_model="openai/clip-vit-base-patch16",
+    ...     dataset_name="thumos14",
+    ...     split_setting="75_25",
+    ...     split_indices=range(10),
+    ...     features="I3D + CLIP ViT-B/16 frame embeddings",
+    ...     results={"tiou_thresholds": [0.3, 0.5, 0.7], "mAP": [0.42, 0.3, 0.12]},
+    ...     training_hyperparameters={"learning_rate": 1e-4, "num_epochs": 30},
+    ... )
+    >>> card.data.eval_results[-1].metric_name, card.data.eval_results[-1].metric_value
+    ('average mAP', 28.0)
+    ```
+    """
+    if not isinstance(model_name, str) or not model_name.strip():
+        raise ValueError(f"`model_name` must be a non-empty string, got {model_name!r}")
+    dataset_key = dataset_name.lower() if isinstance(dataset_name, str) else None
+    dataset = DATASETS.get(dataset_key)
+    if dataset is None:
+        raise ValueError(f"`dataset_name` must be one of {sorted(DATASETS)}, got {dataset_name!r}")
+    if split_setting not in SPLIT_SETTINGS:
+        raise ValueError(f"`split_setting` must be one of {sorted(SPLIT_SETTINGS)}, got {split_setting!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"`protocol` must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
+    if not isinstance(features, str) or not features.strip():
+        raise ValueError(f"`features` must describe the input features, got {features!r}")
+    if not isinstance(training_hyperparameters, Mapping):
+        raise ValueError(f"`training_hyperparameters` must be a mapping, got {training_hyperparameters!r}")
+    splits = sorted(set(split_indices))
+    if not splits:
+        raise ValueError("`split_indices` must name at least one split")
+    # Loading every split validates the indices and gives the class counts the card reports.
+    class_splits = [load_zero_shot_split(dataset_key, split_setting, split) for split in splits]
+
+    eval_results = None
+    eval_rows = None
+    average_map = None
+    if results is not None:
+        thresholds, map_values, average = _check_results(results)
+        # np.linspace thresholds such as 0.6499999999999999 would otherwise reach the metadata.
+        thresholds = [round(threshold, 4) for threshold in thresholds]
+        common = {
+            "task_type": TASK_TYPE,
+            "task_name": TASK_NAME,
+            "dataset_type": dataset.hub_type,
+            "dataset_name": f"{dataset.label} ({SPLIT_SETTINGS[split_setting]})",
+            "dataset_config": split_setting,
+            "dataset_split": dataset.eval_subset,
+            "dataset_args": {"splits": splits, "num_splits": len(splits), "features": features},
+            "metric_type": "mAP",
+            "metric_config": protocol,
+        }
+        eval_results = [
+            EvalResult(
+                metric_name=f"mAP@{threshold:g}",
+                metric_value=_percent(value),
+                metric_args={"tiou_threshold": threshold},
+                **common,
+            )
+            for threshold, value in zip(thresholds, map_values)
+        ]
+        eval_results.append(
+            EvalResult(
+                metric_name="average mAP",
+                metric_value=_percent(average),
+                metric_args={"tiou_thresholds": thresholds},
+                **common,
+            )
+        )
+        eval_rows = [
+            {"threshold": f"{threshold:g}", "value": f"{_percent(value):.2f}"}
+            for threshold, value in zip(thresholds, map_values)
+        ]
+        average_map = f"{_percent(average):.2f}"
+
+    card_data = ModelCardData(
+        # Only the model-index needs the name; without results it would be a stray `model_name` YAML key.
+        model_name=model_name if eval_results is not None else None,
+        base_model=base_model,
+        library_name="transformers",
+        license=license,
+        tags=TAGS,
+        eval_results=eval_results,
+    )
+    template = (files("zeetad_hf") / TEMPLATE_NAME).read_text(encoding="utf-8")
+    return ModelCard.from_template(
+        card_data,
+        template_str=template,
+        # `ModelCardData.to_dict` moves `model_name` into the model-index when there are results: pass it explicitly.
+        model_name=model_name,
+        repo_id=repo_id,
+        dataset_label=dataset.label,
+        dataset_domain=dataset.domain,
+        train_subset=dataset.train_subset,
+        eval_subset=dataset.eval_subset,
+        split_setting=split_setting,
+        setting_label=SPLIT_SETTINGS[split_setting],
+        split_list=", ".join(map(str, splits)),
+        num_splits=len(splits),
+        num_seen=len(class_splits[0][0]),
+        num_unseen=len(class_splits[0][1]),
+        # Naming the unseen classes is useful for a single split; ten lists would drown the card.
+        unseen_classes=class_splits[0][1] if len(splits) == 1 else None,
+        features=features,
+        protocol=protocol,
+        protocol_description=PROTOCOLS[protocol],
+        hyperparameters=list(training_hyperparameters.items()),
+        eval_rows=eval_rows,
+        average_map=average_map,
+        published_average_map=PUBLISHED_AVERAGE_MAP.get((dataset_key, split_setting)),
+        **template_kwargs,
+    )
+
+
+def save_model_card(card: ModelCard, save_directory: str | os.PathLike) -> Path:
+    """Write `card` to `save_directory/README.md` atomically.
+
+    The card goes to a temporary file in the same directory that then replaces `README.md`, so a crash never leaves a
+    half-written card next to a checkpoint.
+
+    Args:
+        card ([`huggingface_hub.ModelCard`]):
+            The card, e.g. from [`build_model_card`].
+        save_directory (`str` or `os.PathLike`):
+            Directory of the checkpoint; created if missing.
+
+    Returns:
+        `Path`: the path of the written `README.md`.
+    """
+    directory = Path(save_directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "README.md"
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".README.md.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            handle.write(str(card))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["build_model_card", "save_model_card"]
