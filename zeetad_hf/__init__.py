@@ -1,8 +1,11 @@
 __version__ = "0.1.0.dev0"
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_zeetad import ZeetadConfig
+from .export import export_for_remote_code
+from .feature_extraction_zeetad import ZeetadFeatureExtractor
 from .modeling_zeetad import (
     ZeetadForTemporalActionDetection,
     ZeetadModel,
@@ -11,24 +14,42 @@ from .modeling_zeetad import (
     ZeetadTemporalActionDetectionOutput,
 )
 from .offline_tokenizer import build_clip_tokenizer
+from .pipeline_zeetad import ZeroShotTemporalActionDetectionPipeline
 from .post_processing_zeetad import post_process_temporal_action_detection
+from .processing_zeetad import ZeetadProcessor
 from .segment_utils import batched_nms, grid_to_seconds, normalized_segments_to_seconds, seconds_to_normalized_segments
+from .video_utils import VideoFrameSampler, VideoInfo, probe_video
 
 
 AutoConfig.register(ZeetadConfig.model_type, ZeetadConfig, exist_ok=True)
 AutoModel.register(ZeetadConfig, ZeetadForTemporalActionDetection, exist_ok=True)
+AutoFeatureExtractor.register(ZeetadConfig, ZeetadFeatureExtractor, exist_ok=True)
+AutoProcessor.register(ZeetadConfig, ZeetadProcessor, exist_ok=True)
+PIPELINE_REGISTRY.register_pipeline(
+    "zero-shot-temporal-action-detection",
+    pipeline_class=ZeroShotTemporalActionDetectionPipeline,
+    pt_model=AutoModel,
+    type="multimodal",
+)
 
 __all__ = [
+    "VideoFrameSampler",
+    "VideoInfo",
     "ZeetadConfig",
+    "ZeetadFeatureExtractor",
     "ZeetadForTemporalActionDetection",
     "ZeetadModel",
     "ZeetadModelOutput",
     "ZeetadPreTrainedModel",
+    "ZeetadProcessor",
     "ZeetadTemporalActionDetectionOutput",
+    "ZeroShotTemporalActionDetectionPipeline",
     "batched_nms",
     "build_clip_tokenizer",
+    "export_for_remote_code",
     "grid_to_seconds",
     "normalized_segments_to_seconds",
     "post_process_temporal_action_detection",
+    "probe_video",
     "seconds_to_normalized_segments",
 ]

@@ -1,0 +1,368 @@
+"""The "zero-shot-temporal-action-detection" pipeline: a video (or its features) and free-text labels in, segments out."""
+
+import numbers
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from transformers import Pipeline
+
+from .modeling_zeetad import ZeetadTemporalActionDetectionOutput
+from .processing_zeetad import sampled_video_metadata, validate_labels, validate_prompt_templates
+from .video_utils import VideoFrameSampler
+
+
+def merge_window_outputs(
+    window_outputs: Sequence[Mapping[str, torch.Tensor]], windows: Sequence[tuple[int, int]], num_units: int
+) -> ZeetadTemporalActionDetectionOutput:
+    r"""
+    Merge the outputs of overlapping temporal windows of one video into a single output over the whole video.
+
+    Each window's queries are kept only where they belong: a query whose segment centre lies in the window's *core*
+    (the part of the window closer to it than to a neighbouring window; the first and last cores extend to the video
+    ends) is kept, the others are dropped, so an action inside an overlap is reported by one window only, and an
+    action straddling a window boundary by the window that sees it whole (when the overlap is at least as long as the
+    action). The kept segments are re-normalised from the window to the whole video, so a single call of
+    [`~zeetad_hf.post_process_temporal_action_detection`] converts them to seconds and runs one Soft-NMS over all
+    windows together. (Soft-NMS per window followed by another across windows would decay in-window neighbours twice.)
+
+    Args:
+        window_outputs (`Sequence[Mapping[str, torch.Tensor]]`):
+            Per window, the model outputs `logits` `(1, num_queries, num_classes)`, `actionness_logits`
+            `(1, num_queries)`, `pred_segments` `(1, num_queries, 2)` (normalised `(center, width)` relative to the
+            window) and `feature_lengths` `(1,)`.
+        windows (`Sequence[tuple[int, int]]`):
+            `(start, end)` unit indices of every window, in order (see
+            [`~ZeetadFeatureExtractor.temporal_windows`]).
+        num_units (`int`):
+            Number of units of the whole video.
+
+    Returns:
+        [`ZeetadTemporalActionDetectionOutput`] with batch size 1, the kept queries of all windows, `pred_segments`
+        normalised over the whole video and `feature_lengths = [num_units]`.
+    """
+    if len(window_outputs) != len(windows) or not windows:
+        raise ValueError(f"Got {len(window_outputs)} window outputs for {len(windows)} windows (need >= 1 each).")
+    # core boundaries, in units: half-way through the overlap of consecutive windows
+    boundaries = [float("-inf")]
+    boundaries += [(next_start + end) / 2 for (_, end), (next_start, _) in zip(windows[:-1], windows[1:])]
+    boundaries += [float("inf")]
+    logits, actionness_logits, segments = [], [], []
+    for index, (output, (start, end)) in enumerate(zip(window_outputs, windows)):
+        window_length = int(output["feature_lengths"][0])
+        if window_length != end - start:
+            raise ValueError(f"Window {index} covers {end - start} units but its output has {window_length}.")
+        # num_queries, 2 in units of the whole video
+        centers = output["pred_segments"][0, :, 0] * window_length + start
+        widths = output["pred_segments"][0, :, 1] * window_length
+        keep = (centers >= boundaries[index]) & (centers < boundaries[index + 1])
+        logits.append(output["logits"][0, keep])
+        actionness_logits.append(output["actionness_logits"][0, keep])
+        segments.append(torch.stack((centers[keep], widths[keep]), dim=-1) / num_units)
+    return ZeetadTemporalActionDetectionOutput(
+        logits=torch.cat(logits)[None],
+        actionness_logits=torch.cat(actionness_logits)[None],
+        pred_segments=torch.cat(segments)[None],
+        feature_lengths=torch.tensor([num_units]),
+    )
+
+
+def _check_integer(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+    return int(value)
+
+
+class ZeroShotTemporalActionDetectionPipeline(Pipeline):
+    r"""
+    Zero-shot temporal action detection with [`ZeetadForTemporalActionDetection`]: find when actions named by free-text
+    labels happen in a video. Registered as `"zero-shot-temporal-action-detection"` on `import zeetad_hf`.
+
+    ```python
+    >>> import zeetad_hf
+    >>> from transformers import pipeline
+
+    >>> detector = pipeline("zero-shot-temporal-action-detection", model="path/to/zeetad")
+    >>> detector("match.mp4", candidate_labels=["high jump", "pole vault"], threshold=0.2)
+    [{'score': 0.83, 'label': 'pole vault', 'segment': {'start': 12.4, 'end': 17.9}}, ...]
+    ```
+
+    Videos are decoded as a stream: frames flow in chunks of `frame_batch_size` through the CLIP preprocessing and the
+    model's frozen vision tower, and only one embedding per temporal unit is kept, so memory does not grow with the
+    frame count. Videos longer than `max_units` units run in overlapping windows whose detections are merged (see
+    [`merge_window_outputs`]). Every time in the output is in seconds of the source video.
+
+    Raw videos need a model with a CLIP vision tower (`from_clip(..., load_vision=True)`) in CLIP-only mode
+    (`localization_feature_dim=None`); models with separate localization features take pre-computed features.
+
+    Bad input raises before any model work where possible, naming the input: `FileNotFoundError` for a missing file;
+    `ValueError` for a file that is not a video, corrupt or truncated (no partial results), audio-only, without frames
+    or shorter than one sampling step, and for invalid labels or parameters (see [`~zeetad_hf.VideoFrameSampler`]
+    and [`~zeetad_hf.processing_zeetad.validate_labels`]).
+    """
+
+    _load_processor = True
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.processor is None or not hasattr(self.processor, "feature_extractor"):
+            raise ValueError(
+                "The zero-shot-temporal-action-detection pipeline needs a `ZeetadProcessor`: pass "
+                "`processor=ZeetadProcessor.from_pretrained(...)` (a model instance cannot be searched for one)."
+            )
+        if self._batch_size not in (None, 1):
+            raise ValueError(self._batch_size_message(self._batch_size))
+
+    @staticmethod
+    def _batch_size_message(batch_size) -> str:
+        return (
+            f"`batch_size={batch_size}` is not supported: videos run one at a time (long ones in windows); use "
+            "`frame_batch_size` to set how many frames go through the vision tower at once."
+        )
+
+    def __call__(self, videos: Any, candidate_labels: str | Sequence[str] | None = None, **kwargs):
+        r"""
+        Detect the candidate actions in one or several videos.
+
+        Args:
+            videos (`str`, `os.PathLike`, binary file, `dict`, or a list of them):
+                A video path, an open binary file, raw frames `{"frames": (T, H, W, 3) uint8 array, "fps": float}`,
+                or pre-computed features `{"clip_features": (T, D), "fps": float, "feature_stride": int,
+                "window_size": int (optional, defaults to `feature_stride`), "input_features": (T, D_loc) (optional),
+                "duration": float (optional; segments are clamped to it)}`. A list gives a list of results.
+            candidate_labels (`str` or `list[str]`):
+                Class names to look for; a string is split on commas.
+            hypothesis_template (`str` or `list[str]`, *optional*):
+                Prompt template(s) with one `{}` for the label (alias `hypothesis_templates`); defaults to the
+                processor's `prompt_templates`.
+            threshold (`float`, *optional*, defaults to 0.1):
+                Minimum score of a returned detection, in `[0, 1]`.
+            top_k (`int`, *optional*):
+                Maximum number of detections returned per video (default: all above `threshold`, at most 200).
+            sampling_fps (`float`, *optional*):
+                Temporal units per second for raw videos; defaults to the feature extractor's `sampling_fps`.
+            frame_batch_size (`int`, *optional*, defaults to 32):
+                Frames per vision-tower call (and per decoded chunk).
+            max_units (`int`, *optional*):
+                Window length in units; defaults to the feature extractor's `max_units`.
+            window_overlap (`float`, *optional*):
+                Overlap of consecutive windows as a fraction of `max_units`; defaults to the feature extractor's.
+            progress_callback (`Callable[[int], None]`, *optional*):
+                Called with the number of frames after every decoded and embedded chunk (e.g. a progress bar's
+                `update`).
+
+        Returns:
+            `list[dict]` per video (a list of them for a list of videos), sorted by score, each
+            `{"score": float, "label": str, "segment": {"start": float, "end": float}}` with times in seconds.
+        """
+        if kwargs.get("batch_size") not in (None, 1):
+            raise ValueError(self._batch_size_message(kwargs["batch_size"]))
+        if candidate_labels is not None:
+            kwargs["candidate_labels"] = candidate_labels
+        return super().__call__(videos, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        r"""
+        Save the model and the processor as a package checkpoint, which `pipeline(task, model=save_directory)` loads
+        once `zeetad_hf` is imported. (transformers' default would also write `custom_pipelines`, which then demands
+        `trust_remote_code=True`, and would leave out `processor_config.json`.) For a checkpoint usable without the
+        package, use [`~zeetad_hf.export_for_remote_code`].
+
+        Args:
+            save_directory (`str` or `os.PathLike`):
+                Output folder (created if needed).
+            kwargs:
+                Passed to the model's and processor's `save_pretrained`.
+        """
+        self.model.save_pretrained(save_directory, **kwargs)
+        self.processor.save_pretrained(save_directory, **kwargs)
+
+    def _sanitize_parameters(
+        self,
+        candidate_labels: str | Sequence[str] | None = None,
+        hypothesis_template: str | Sequence[str] | None = None,
+        hypothesis_templates: Sequence[str] | None = None,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        sampling_fps: float | None = None,
+        frame_batch_size: int | None = None,
+        max_units: int | None = None,
+        window_overlap: float | None = None,
+        progress_callback: Callable[[int], None] | None = None,
+    ):
+        preprocess_params, forward_params, postprocess_params = {}, {}, {}
+        if progress_callback is not None:
+            if not callable(progress_callback):
+                raise ValueError(f"`progress_callback` must be callable, got {type(progress_callback).__name__}.")
+            forward_params["progress_callback"] = progress_callback
+        if candidate_labels is not None:
+            if isinstance(candidate_labels, str):
+                candidate_labels = [label.strip() for label in candidate_labels.split(",")]
+            preprocess_params["candidate_labels"] = validate_labels(candidate_labels)
+        if hypothesis_template is not None and hypothesis_templates is not None:
+            raise ValueError("Pass `hypothesis_template` or `hypothesis_templates`, not both.")
+        templates = hypothesis_template if hypothesis_template is not None else hypothesis_templates
+        if templates is not None:
+            preprocess_params["prompt_templates"] = validate_prompt_templates(templates)
+        if sampling_fps is not None:
+            if isinstance(sampling_fps, bool) or not isinstance(sampling_fps, numbers.Real) or not sampling_fps > 0:
+                raise ValueError(f"`sampling_fps` must be a positive number, got {sampling_fps!r}.")
+            preprocess_params["sampling_fps"] = float(sampling_fps)
+        if frame_batch_size is not None:
+            forward_params["frame_batch_size"] = _check_integer(frame_batch_size, "frame_batch_size")
+        if max_units is not None or window_overlap is not None:
+            # validates both values now rather than after the video has been decoded
+            self.processor.feature_extractor.temporal_windows(1, max_units, window_overlap)
+            if max_units is not None:
+                forward_params["max_units"] = max_units
+            if window_overlap is not None:
+                forward_params["window_overlap"] = window_overlap
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"`threshold` must be a number in [0, 1], got {threshold!r}.")
+            postprocess_params["threshold"] = float(threshold)
+        if top_k is not None:
+            postprocess_params["top_k"] = _check_integer(top_k, "top_k")
+        return preprocess_params, forward_params, postprocess_params
+
+    def preprocess(
+        self,
+        video: Any,
+        candidate_labels: list[str] | None = None,
+        prompt_templates: tuple[str, ...] | None = None,
+        sampling_fps: float | None = None,
+    ) -> dict[str, Any]:
+        if candidate_labels is None:
+            raise ValueError("`candidate_labels` are required: the class names to look for in the video.")
+        model_inputs = {"text_labels": candidate_labels}
+        model_inputs.update(self.processor(text=candidate_labels, prompt_templates=prompt_templates))
+        if isinstance(video, Mapping) and "clip_features" in video:
+            features = self.processor(features=video)
+            model_inputs["input_features"] = features["input_features"]
+            model_inputs["clip_features"] = features.get("clip_features")
+            model_inputs["video_metadata"] = features["video_metadata"][0]
+            return model_inputs
+        if not isinstance(video, (str, os.PathLike, Mapping)) and not hasattr(video, "read"):
+            raise ValueError(
+                "Each video must be a path, an open binary file, raw frames {'frames': (T, H, W, 3) uint8, 'fps': "
+                "float} or pre-computed features {'clip_features': (T, D), 'fps', 'feature_stride'}, got "
+                f"{type(video).__name__}."
+            )
+        self._check_raw_video_support()
+        sampling_fps = self.processor.feature_extractor.sampling_fps if sampling_fps is None else sampling_fps
+        # probing here reports a missing or unreadable file before any model work
+        model_inputs["sampler"] = VideoFrameSampler(video, sampling_fps)
+        return model_inputs
+
+    def _check_raw_video_support(self) -> None:
+        config = self.model.config
+        if config.vision_config is None:
+            raise ValueError(
+                "This model has no CLIP vision tower, so it cannot embed video frames: pass pre-computed features "
+                "{'clip_features': ..., 'fps': ..., 'feature_stride': ...} or use a model built with "
+                "`ZeetadForTemporalActionDetection.from_clip(..., load_vision=True)`."
+            )
+        if config.localization_feature_dim is not None:
+            raise ValueError(
+                f"This model expects {config.localization_feature_dim}-d localization features, which raw video "
+                "cannot provide: pass pre-computed features with 'input_features' and 'clip_features'."
+            )
+        crop_size = self.processor.feature_extractor.crop_size
+        if (
+            crop_size["height"] != config.vision_config.image_size
+            or crop_size["width"] != config.vision_config.image_size
+        ):
+            raise ValueError(
+                f"The feature extractor crops frames to {crop_size} but the vision tower expects "
+                f"{config.vision_config.image_size}x{config.vision_config.image_size} images."
+            )
+
+    def _embed_video(
+        self,
+        sampler: VideoFrameSampler,
+        frame_batch_size: int,
+        progress_callback: Callable[[int], None] | None,
+    ) -> torch.Tensor:
+        """CLIP embeddings `(num_units, clip_dim)` of the sampled frames, one chunk of frames in memory at a time."""
+        vision_dtype = self.model.vision_encoder.dtype
+        embeddings = []
+        for frames, _ in sampler.iter_chunks(frame_batch_size):
+            pixel_values = self.processor.feature_extractor.preprocess_frames(frames)
+            embeddings.append(self.model.get_clip_features(pixel_values.to(self.device, vision_dtype)))
+            if progress_callback is not None:
+                progress_callback(len(frames))
+        return torch.cat(embeddings)
+
+    def _forward(
+        self,
+        model_inputs: dict[str, Any],
+        frame_batch_size: int = 32,
+        max_units: int | None = None,
+        window_overlap: float | None = None,
+        progress_callback: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        text_embeds = self.model.get_text_features(model_inputs["input_ids"], model_inputs["attention_mask"])
+        if "sampler" in model_inputs:
+            sampler = model_inputs["sampler"]
+            # num_units, clip_dim: CLIP-only mode, the embeddings feed localization and classification
+            input_features, clip_features = self._embed_video(sampler, frame_batch_size, progress_callback), None
+            video_metadata = sampled_video_metadata(sampler)
+        else:
+            input_features = model_inputs["input_features"][0]
+            clip_features = model_inputs["clip_features"]
+            clip_features = None if clip_features is None else clip_features[0]
+            video_metadata = model_inputs["video_metadata"]
+        num_units = input_features.shape[0]
+        windows = self.processor.feature_extractor.temporal_windows(num_units, max_units, window_overlap)
+        dtype = self.model.dtype
+        window_outputs = []
+        for start, end in windows:
+            outputs = self.model(
+                input_features=input_features[None, start:end].to(self.device, dtype),
+                clip_features=None if clip_features is None else clip_features[None, start:end].to(self.device, dtype),
+                text_embeds=text_embeds,
+            )
+            window_outputs.append(
+                {
+                    "logits": outputs.logits,
+                    "actionness_logits": outputs.actionness_logits,
+                    "pred_segments": outputs.pred_segments,
+                    "feature_lengths": outputs.feature_lengths,
+                }
+            )
+        return {
+            "window_outputs": window_outputs,
+            "windows": windows,
+            "num_units": num_units,
+            "video_metadata": video_metadata,
+            "text_labels": model_inputs["text_labels"],
+        }
+
+    def postprocess(
+        self, model_outputs: dict[str, Any], threshold: float = 0.1, top_k: int | None = None
+    ) -> list[dict]:
+        outputs = merge_window_outputs(
+            model_outputs["window_outputs"], model_outputs["windows"], model_outputs["num_units"]
+        )
+        nms_kwargs = {} if top_k is None else {"max_segments": top_k}
+        (detections,) = self.processor.post_process_temporal_action_detection(
+            outputs,
+            [model_outputs["video_metadata"]],
+            text_labels=model_outputs["text_labels"],
+            threshold=threshold,
+            **nms_kwargs,
+        )
+        return [
+            {"score": score, "label": label, "segment": {"start": start, "end": end}}
+            for score, label, (start, end) in zip(
+                detections["scores"].tolist(), detections["text_labels"], detections["segments"].tolist()
+            )
+        ]
+
+
+__all__ = ["ZeroShotTemporalActionDetectionPipeline", "merge_window_outputs"]
