@@ -1,0 +1,318 @@
+"""The `zeetad` command line: `zeetad detect VIDEO ... --model DIR --labels "a,b"` writes detections as JSON and a plot."""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from tqdm.auto import tqdm
+from transformers import pipeline
+
+from .processing_zeetad import validate_labels
+from .video_utils import probe_video, units_for_duration
+from .visualization import plot_timeline, validate_ground_truth
+
+
+TASK = "zero-shot-temporal-action-detection"
+# argparse's own exit status for usage errors; every user error of this command uses it.
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A problem with the command line or its input files, reported as one line on stderr with exit status 2."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    # argparse prints the full usage block before the message; one line is easier to read and to grep in logs.
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _probability(text: str) -> float:
+    value = _float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `zeetad` command and its sub-commands."""
+    parser = _ArgumentParser(
+        prog="zeetad",
+        description="Zero-shot temporal action detection with ZEETAD models.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_ArgumentParser)
+    detect = commands.add_parser(
+        "detect",
+        help="detect actions named by free-text labels in videos",
+        description=(
+            "Detect the actions named by --labels in each VIDEO and write {video: [{score, label, segment: {start, "
+            "end}}, ...]} as JSON (times in seconds of the source video, detections sorted by score). With several "
+            "videos, --plot PATH writes one picture per video, named PATH's stem + '_' + the video's stem."
+        ),
+    )
+    detect.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (anything FFmpeg decodes)")
+    detect.add_argument(
+        "--model", required=True, metavar="DIR_OR_REPO", help="folder or Hub id of a saved ZEETAD model and processor"
+    )
+    detect.add_argument(
+        "--labels", required=True, metavar="LABELS", help='comma-separated action names, e.g. "high jump,pole vault"'
+    )
+    detect.add_argument(
+        "--threshold", type=_probability, metavar="SCORE", help="minimum score in [0, 1] (default: the pipeline's)"
+    )
+    detect.add_argument("--top-k", type=_positive_int, metavar="N", help="keep at most N detections per video")
+    detect.add_argument(
+        "--sampling-fps",
+        type=_positive_float,
+        metavar="FPS",
+        help="frames sampled per second of video, one per temporal unit (default: the processor's)",
+    )
+    detect.add_argument(
+        "--frame-batch-size", type=_positive_int, metavar="N", help="frames per vision-tower call (default: 32)"
+    )
+    detect.add_argument("--output", metavar="JSON", help="JSON file to write (default: print the JSON to stdout)")
+    detect.add_argument("--plot", metavar="PNG", help="timeline picture to write (one per video for several videos)")
+    detect.add_argument(
+        "--ground-truth",
+        metavar="JSON",
+        help=(
+            "annotations drawn on the plot: a list of {label, segment} for a single video, a mapping from video "
+            "(path, file name or stem) to such lists, or an ActivityNet-style {database: {video: {annotations}}}"
+        ),
+    )
+    detect.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help='torch device, e.g. "cpu" or "cuda:1" (default: the first GPU if any, else cpu)',
+    )
+    detect.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    detect.set_defaults(handler=_detect)
+    return parser
+
+
+def parse_labels(text: str) -> list[str]:
+    r"""
+    Split `--labels` on commas and check the labels as the pipeline will (no blanks, no repeats ignoring case).
+
+    Args:
+        text (`str`):
+            Comma-separated labels, e.g. `"high jump, pole vault"`.
+
+    Returns:
+        `list[str]`: the stripped labels, e.g. `["high jump", "pole vault"]`.
+    """
+    try:
+        return validate_labels([label.strip() for label in text.split(",")])
+    except ValueError as error:
+        raise UsageError(f"--labels {text!r}: {error}") from None
+
+
+def plot_paths(plot: str, videos: Sequence[str]) -> dict[str, str]:
+    r"""
+    Name the timeline picture of every video.
+
+    Args:
+        plot (`str`):
+            The `--plot` path.
+        videos (`Sequence[str]`):
+            The videos, as given on the command line.
+
+    Returns:
+        `dict[str, str]`: `plot` itself for a single video; otherwise `<plot stem>_<video stem><plot suffix>` next
+        to `plot` for each video (`timeline.png` and `clips/a.mp4` give `timeline_a.png`).
+    """
+    if len(videos) == 1:
+        return {videos[0]: plot}
+    base = Path(plot)
+    paths = {video: str(base.with_name(f"{base.stem}_{Path(video).stem}{base.suffix or '.png'}")) for video in videos}
+    if len(set(paths.values())) < len(paths):
+        raise UsageError("--plot: several videos share a file name stem, so their plots would overwrite each other")
+    return paths
+
+
+def load_ground_truth(path: str, videos: Sequence[str]) -> dict[str, list]:
+    r"""
+    Read and check the `--ground-truth` file.
+
+    Args:
+        path (`str`):
+            A JSON file holding a list of `{"label", "segment"}` annotations (single video only), a mapping from video
+            (its path as given, its file name or its stem) to such lists, or an ActivityNet-style
+            `{"database": {video_id: {"annotations": [...]}}}`.
+        videos (`Sequence[str]`):
+            The videos, as given on the command line; each must have an entry.
+
+    Returns:
+        `dict[str, list]`: the annotations of every video.
+    """
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+    except FileNotFoundError:
+        raise UsageError(f"--ground-truth: file not found: {path}") from None
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--ground-truth: {path} is not valid JSON ({error})") from None
+    if isinstance(data, list):
+        if len(videos) > 1:
+            raise UsageError(
+                f"--ground-truth: {path} holds one list of annotations but {len(videos)} videos were given; "
+                "use a mapping from video to annotations"
+            )
+        data = {videos[0]: data}
+    elif not isinstance(data, Mapping):
+        raise UsageError(f"--ground-truth: {path} must hold a list or a mapping, got {type(data).__name__}")
+    elif isinstance(data.get("database"), Mapping):
+        data = {
+            video: entry.get("annotations", []) if isinstance(entry, Mapping) else entry
+            for video, entry in data["database"].items()
+        }
+    annotations = {}
+    for video in videos:
+        # The most specific key wins: the path as typed, then the file name, then the stem (ActivityNet/THUMOS ids).
+        key = next((key for key in (video, os.path.basename(video), Path(video).stem) if key in data), None)
+        if key is None:
+            raise UsageError(f"--ground-truth: no annotations for {video} (looked for its path, file name and stem)")
+        try:
+            validate_ground_truth(data[key])
+        except ValueError as error:
+            raise UsageError(f"--ground-truth: annotations of {video}: {error}") from None
+        annotations[video] = data[key]
+    return annotations
+
+
+def _write_json_atomically(data: Any, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    file_descriptor, temporary_path = tempfile.mkstemp(
+        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(file_descriptor, "w", encoding="utf-8") as file:
+            json.dump(data, file, indent=2)
+            file.write("\n")
+        os.replace(temporary_path, path)
+    except BaseException:
+        os.unlink(temporary_path)
+        raise
+
+
+def _detect(args: argparse.Namespace) -> None:
+    # 1. Check everything that can be checked before the (slow) model load; probing names a missing or broken video.
+    labels = parse_labels(args.labels)
+    repeated = sorted({video for video in args.videos if args.videos.count(video) > 1})
+    if repeated:
+        raise UsageError(f"video(s) given more than once: {', '.join(repeated)}")
+    if args.ground_truth is not None and args.plot is None:
+        raise UsageError("--ground-truth is only drawn on the plot; add --plot PNG")
+    plots = plot_paths(args.plot, args.videos) if args.plot is not None else {}
+    ground_truth = load_ground_truth(args.ground_truth, args.videos) if args.ground_truth is not None else {}
+    durations = {video: probe_video(video).duration for video in args.videos}
+
+    # 2. Model (the task is registered by `import zeetad_hf`, which importing this module implies).
+    try:
+        detector = pipeline(TASK, model=args.model, device=args.device)
+    except (OSError, ValueError) as error:
+        # The Hub client's message for a mistyped folder ("Repo id must be in the form ...") hides the likely cause.
+        if not os.path.isdir(args.model):
+            raise UsageError(
+                f"--model {args.model!r} is not a folder and could not be loaded as a Hub id: {error}"
+            ) from None
+        raise
+    call_kwargs = {"candidate_labels": labels}
+    for name in ("threshold", "top_k", "sampling_fps", "frame_batch_size"):
+        if getattr(args, name) is not None:
+            call_kwargs[name] = getattr(args, name)
+
+    # 3. Detect, one video at a time; the bar advances with every embedded chunk of sampled frames (temporal units).
+    # Without a declared duration the total number of frames is unknown.
+    sampling_fps = args.sampling_fps or detector.processor.feature_extractor.sampling_fps
+    units = {
+        video: None if duration is None else units_for_duration(duration, sampling_fps)
+        for video, duration in durations.items()
+    }
+    total = None if None in units.values() else sum(units.values())
+    results = {}
+    with tqdm(total=total, unit="frame", disable=args.no_progress, dynamic_ncols=True) as progress:
+        for video in args.videos:
+            progress.set_description(os.path.basename(video))
+            results[video] = detector(video, progress_callback=progress.update, **call_kwargs)
+
+    # 4. Write outputs only once every video succeeded, so a failure leaves no partial results.
+    for video, plot in plots.items():
+        plot_timeline(
+            results[video],
+            plot,
+            duration=durations[video],
+            ground_truth=ground_truth.get(video),
+            title=os.path.basename(video),
+        )
+    if args.output is None:
+        json.dump(results, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _write_json_atomically(results, args.output)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    r"""
+    Run the `zeetad` command line.
+
+    Args:
+        argv (`Sequence[str]`, *optional*):
+            Arguments without the program name; defaults to `sys.argv[1:]`.
+
+    Returns:
+        `int`: the exit status, 0 on success and 2 for a usage or input error (reported as one line on stderr).
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_request:
+        # argparse exits after --help (0) and usage errors (2); callers of `main` get the status like any other.
+        return exit_request.code
+    try:
+        args.handler(args)
+    except (UsageError, ValueError, OSError) as error:
+        # One line, even for library messages that span several.
+        print(f"zeetad {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print(f"zeetad {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
