@@ -9,10 +9,11 @@ Usage: python benchmarks/benchmark_model.py [--repeats 3] [--threads 2]
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
+
+from memory import peak_rss_mib
 
 
 NUM_UNITS = 2304
@@ -58,7 +59,7 @@ def run_case(batch_size: int, mode: str, repeats: int, threads: int) -> dict:
         start = time.perf_counter()
         step()
         timings.append(time.perf_counter() - start)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     return {"batch_size": batch_size, "mode": mode, "seconds": min(timings), "peak_rss_mib": peak_mib}
 
 
