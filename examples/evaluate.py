@@ -1,0 +1,207 @@
+# Copyright 2026 The zeetad_hf authors. Licensed under the MIT license.
+"""Zero-shot mAP@tIoU on the unseen classes of one split, or averaged over the 10 splits, written as JSON + Markdown.
+
+Scores either saved detections (`--predictions`, e.g. the `eval_predictions.json` of examples/train.py) or a trained
+model run on the evaluation videos (`--model_name_or_path`). With `--all_splits`, put `{split}` in the path:
+
+    python examples/evaluate.py --dataset thumos14 --annotations thumos14.json --split_setting 75_25 --all_splits \\
+        --predictions "runs/thumos14_75_25_split{split}/eval_predictions.json" --output_dir results/thumos14_75_25
+
+The ground truth is read from the annotation file itself (evaluation subset, restricted to the split's unseen
+classes), so the numbers are those of the official ActivityNet evaluator on the raw files.
+"""
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import transformers
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from transformers import HfArgumentParser
+
+from zeetad_hf import ZeetadForTemporalActionDetection, ZeetadProcessor
+from zeetad_hf.training import (
+    BENCHMARKS,
+    ZeetadDataCollator,
+    encode_class_prompts,
+    has_accelerator,
+    load_benchmark,
+    load_benchmark_ground_truth,
+    parse_arguments,
+    predict,
+    score_predictions,
+    write_json_atomic,
+    write_text_atomic,
+)
+from zeetad_hf.zero_shot_splits import load_zero_shot_split, restrict_ground_truth
+
+
+NUM_SPLITS = 10
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationArguments:
+    output_dir: str = field(metadata={"help": "Where evaluation_results.json and evaluation_results.md are written."})
+    dataset: str = field(default="thumos14", metadata={"help": "Benchmark: thumos14 or activitynet."})
+    annotations: str | None = field(
+        default=None, metadata={"help": "Annotation file: thumos14.json, or ActivityNet's anet_anno_action.json."}
+    )
+    video_info: str | None = field(default=None, metadata={"help": "ActivityNet only: the video information CSV."})
+    split_setting: str = field(default="75_25", metadata={"help": "Zero-shot setting: 75_25 or 50_50."})
+    split: int = field(default=0, metadata={"help": "Zero-shot class split, 0-9 (ignored with --all_splits)."})
+    all_splits: bool = field(default=False, metadata={"help": "Evaluate the 10 splits and report their mean."})
+    predictions: str | None = field(
+        default=None, metadata={"help": "Detections in the ActivityNet submission format; may contain {split}."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A trained ZEETAD model + processor folder (or Hub id); may contain {split}."}
+    )
+    tiou_thresholds: list[float] | None = field(
+        default=None, metadata={"help": "tIoU thresholds; default: the benchmark's (THUMOS 0.3:0.7, ANet 0.5:0.95)."}
+    )
+
+
+@dataclass
+class InferenceArguments:
+    features: str | None = field(default=None, metadata={"help": "Model mode: folder of localization features."})
+    clip_features: str | None = field(default=None, metadata={"help": "Model mode: folder of CLIP frame features."})
+    feature_extension: str = field(default=".npy", metadata={"help": "Feature file extension."})
+    feature_fps: float | None = field(default=None, metadata={"help": "Frame rate of the features (loader default)."})
+    feature_stride: float | None = field(default=None, metadata={"help": "Frames between units (loader default)."})
+    window_size: float | None = field(default=None, metadata={"help": "Frames per unit (loader default)."})
+    per_device_eval_batch_size: int = field(default=1, metadata={"help": "Videos per batch per process."})
+    eval_max_units: int | None = field(default=None, metadata={"help": "Window length for long videos (None: whole)."})
+    eval_window_overlap: float = field(default=0.25, metadata={"help": "Overlap fraction of the windows."})
+    max_segments_per_video: int = field(default=200, metadata={"help": "Detections kept per video after Soft-NMS."})
+    nms_sigma: float = field(default=0.5, metadata={"help": "Gaussian Soft-NMS sigma."})
+    multiclass_nms: bool = field(default=True, metadata={"help": "Soft-NMS per class instead of class-agnostic."})
+    voting_threshold: float = field(default=0.0, metadata={"help": "Class-agnostic NMS: voting IoU (0 = off)."})
+
+
+def markdown_table(per_split: dict[str, dict], mean: dict | None, tiou_thresholds: list[float]) -> str:
+    """mAP in percent: one row per split (+ the mean), one column per threshold and the average."""
+    header = "| split | " + " | ".join(f"mAP@{threshold:g}" for threshold in tiou_thresholds) + " | average |"
+    lines = [header, "|---" * (len(tiou_thresholds) + 2) + "|"]
+    rows = list(per_split.items()) + ([("mean", mean)] if mean is not None else [])
+    for name, result in rows:
+        cells = [f"{100 * value:.2f}" for value in [*result["mAP"], result["average_mAP"]]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def read_predictions(path: str, unseen: list[str]) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        results = json.load(handle)["results"]
+    foreign = {item["label"] for video in results.values() for item in video} - set(unseen)
+    if foreign:
+        logger.warning(f"{path}: ignoring detections of {len(foreign)} classes that are not unseen in this split.")
+    return results
+
+
+def main():
+    # 1. Arguments (`[config.json] [--flag value ...]`, flags override the file)
+    parser = HfArgumentParser((EvaluationArguments, InferenceArguments))
+    args, inference = parse_arguments(parser)
+    if args.dataset not in BENCHMARKS:
+        parser.error(f"--dataset must be one of {sorted(BENCHMARKS)}, got {args.dataset!r}.")
+    if args.annotations is None or (args.predictions is None) == (args.model_name_or_path is None):
+        parser.error("pass --annotations and exactly one of --predictions or --model_name_or_path.")
+    source = args.predictions or args.model_name_or_path
+    if args.all_splits and "{split}" not in source:
+        parser.error("with --all_splits the predictions / model path must contain {split} (one model per split).")
+    if args.model_name_or_path is not None and inference.features is None:
+        parser.error("--model_name_or_path needs --features (and --clip_features for localization features).")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    tiou_thresholds = args.tiou_thresholds or list(BENCHMARKS[args.dataset][2])
+    splits = range(NUM_SPLITS) if args.all_splits else [args.split]
+
+    # 2. Ground truth of the evaluation subset; in model mode also the videos, their loader and the processes
+    ground_truth = load_benchmark_ground_truth(args.dataset, args.annotations, args.video_info)
+    accelerator = eval_dataloader = None
+    if args.model_name_or_path is not None:
+        accelerator = Accelerator(cpu=not has_accelerator())
+        timing = {
+            "fps": inference.feature_fps,
+            "feature_stride": inference.feature_stride,
+            "window_size": inference.window_size,
+        }
+        _, eval_videos = load_benchmark(
+            args.dataset,
+            args.annotations,
+            inference.features,
+            inference.clip_features,
+            args.video_info,
+            include_train=False,
+            feature_extension=inference.feature_extension,
+            **{name: value for name, value in timing.items() if value is not None},
+        )
+        loader = DataLoader(
+            eval_videos, batch_size=inference.per_device_eval_batch_size, collate_fn=ZeetadDataCollator()
+        )
+        eval_dataloader = accelerator.prepare(loader)
+
+    # 3. Score every split on its unseen classes
+    per_split = {}
+    for split in splits:
+        _, unseen = load_zero_shot_split(args.dataset, args.split_setting, split)
+        split_ground_truth = restrict_ground_truth(ground_truth, unseen)
+        if args.predictions is not None:
+            results = read_predictions(args.predictions.format(split=split), unseen)
+        else:
+            path = args.model_name_or_path.format(split=split)
+            model = ZeetadForTemporalActionDetection.from_pretrained(path).to(accelerator.device)
+            processor = ZeetadProcessor.from_pretrained(path)
+            post_processing = {
+                "max_segments": inference.max_segments_per_video,
+                "nms_sigma": inference.nms_sigma,
+                "multiclass_nms": inference.multiclass_nms,
+                "voting_threshold": inference.voting_threshold,
+            }
+            prompts = encode_class_prompts(processor, unseen, accelerator.device)
+            results = predict(
+                model,
+                eval_dataloader,
+                unseen,
+                prompts,
+                accelerator,
+                post_processing,
+                inference.eval_max_units,
+                inference.eval_window_overlap,
+            )
+        if accelerator is None or accelerator.is_main_process:
+            metrics = score_predictions(split_ground_truth, results, unseen, tiou_thresholds)
+            per_split[str(split)] = metrics
+            logger.info(f"split {split}: average mAP {100 * metrics['average_mAP']:.2f}")
+
+    # 4. Mean over the splits, JSON + Markdown (main process only)
+    if accelerator is not None and not accelerator.is_main_process:
+        return
+    mean = None
+    if len(per_split) > 1:
+        mean = {
+            "mAP": np.mean([result["mAP"] for result in per_split.values()], axis=0).tolist(),
+            "average_mAP": float(np.mean([result["average_mAP"] for result in per_split.values()])),
+        }
+    os.makedirs(args.output_dir, exist_ok=True)
+    report = {
+        "dataset": args.dataset,
+        "split_setting": args.split_setting,
+        "num_splits": len(per_split),
+        "source": source,
+        "tiou_thresholds": tiou_thresholds,
+        "splits": per_split,
+        "mean": mean,
+    }
+    write_json_atomic(os.path.join(args.output_dir, "evaluation_results.json"), report)
+    table = markdown_table(per_split, mean, tiou_thresholds)
+    write_text_atomic(os.path.join(args.output_dir, "evaluation_results.md"), table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+# Copyright 2026 The zeetad_hf authors. Licensed under the MIT license.
+"""Train ZEETAD on the seen classes of one zero-shot split and evaluate it on the unseen classes after every epoch.
+
+Usage (see examples/README.md): a JSON config and/or flags (flags override the config); one process, several CPU
+processes (this launch line, with no GPU) or several GPUs.
+
+    accelerate launch --multi_gpu --num_processes 2 --main_process_port 0 examples/train.py \\
+        examples/configs/thumos14_i3d_clip.json --split 3 --output_dir runs/thumos14_75_25_split3
+    python examples/train.py --dataset thumos14 --annotations thumos14.json --features i3d/ --clip_features clip/ \\
+        --split_setting 75_25 --split 0 --output_dir runs/thumos14_75_25_split0
+"""
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+import datasets
+import transformers
+from transformers import AutoTokenizer, HfArgumentParser, set_seed
+
+from zeetad_hf import ZeetadFeatureExtractor, ZeetadForTemporalActionDetection, ZeetadProcessor
+from zeetad_hf.data import filter_to_classes, load_features
+from zeetad_hf.training import BENCHMARKS, ZeetadTrainingArguments, load_benchmark, parse_arguments, train
+from zeetad_hf.zero_shot_splits import load_zero_shot_split
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(default="thumos14", metadata={"help": "Benchmark: thumos14 or activitynet."})
+    annotations: str | None = field(
+        default=None,
+        metadata={"help": "Annotation file: ActionFormer's thumos14.json, or ActivityNet's anet_anno_action.json."},
+    )
+    features: str | None = field(
+        default=None, metadata={"help": "Folder of localization feature files (I3D, TSP, ...)."}
+    )
+    clip_features: str | None = field(
+        default=None,
+        metadata={"help": "Folder of CLIP frame features, same file names; omit when `features` are CLIP."},
+    )
+    video_info: str | None = field(default=None, metadata={"help": "ActivityNet only: the video information CSV."})
+    feature_extension: str = field(
+        default=".npy", metadata={"help": "Feature file extension: .npy, .pt, .safetensors."}
+    )
+    feature_fps: float | None = field(
+        default=None, metadata={"help": "Frame rate of the features; default: the loader's (per-video / 15 fps)."}
+    )
+    feature_stride: float | None = field(
+        default=None, metadata={"help": "Frames between units; default: the loader's (THUMOS 4, ANet tiling)."}
+    )
+    window_size: float | None = field(
+        default=None, metadata={"help": "Frames per unit; default: the loader's (THUMOS 16, ANet tiling)."}
+    )
+    split_setting: str = field(default="75_25", metadata={"help": "Zero-shot setting: 75_25 or 50_50."})
+    split: int = field(default=0, metadata={"help": "Zero-shot class split, 0-9."})
+
+
+@dataclass
+class ModelArguments:
+    clip_model: str = field(
+        default="openai/clip-vit-base-patch16",
+        metadata={"help": "CLIP checkpoint (Hub id or folder) whose text encoder and tokenizer ZEETAD starts from."},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Continue from a saved ZEETAD model and processor instead of `clip_model`."}
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "ZeetadConfig fields as JSON for a new model, e.g. '{\"num_queries\": 40}'."}
+    )
+    prompt_templates: list[str] | None = field(
+        default=None, metadata={"help": "Prompt templates with one {} for the class name (new processor only)."}
+    )
+
+
+def build_model_and_processor(model_args: ModelArguments, localization_feature_dim: int | None):
+    """A new ZEETAD from CLIP (or a saved one) and its processor."""
+    if model_args.model_name_or_path is not None:
+        model = ZeetadForTemporalActionDetection.from_pretrained(model_args.model_name_or_path)
+        return model, ZeetadProcessor.from_pretrained(model_args.model_name_or_path)
+    overrides = {"localization_feature_dim": localization_feature_dim}
+    overrides.update(json.loads(model_args.config_overrides or "{}"))
+    model = ZeetadForTemporalActionDetection.from_clip(model_args.clip_model, **overrides)
+    templates = {"prompt_templates": model_args.prompt_templates} if model_args.prompt_templates else {}
+    tokenizer = AutoTokenizer.from_pretrained(model_args.clip_model)
+    return model, ZeetadProcessor(feature_extractor=ZeetadFeatureExtractor(), tokenizer=tokenizer, **templates)
+
+
+def main():
+    # 1. Arguments (`[config.json] [--flag value ...]`, flags override the file) and logging
+    parser = HfArgumentParser((DataArguments, ModelArguments, ZeetadTrainingArguments))
+    data_args, model_args, training_args = parse_arguments(parser)
+    if data_args.annotations is None or data_args.features is None:
+        parser.error("--annotations and --features are required.")
+    if data_args.dataset not in BENCHMARKS:
+        parser.error(f"--dataset must be one of {sorted(BENCHMARKS)}, got {data_args.dataset!r}.")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    datasets.utils.logging.disable_progress_bar()
+    if training_args.tiou_thresholds is None:
+        training_args.tiou_thresholds = list(BENCHMARKS[data_args.dataset][2])
+
+    # 2. Zero-shot split and data: seen-class annotations for training, every evaluation video for evaluation
+    seen, unseen = load_zero_shot_split(data_args.dataset, data_args.split_setting, data_args.split)
+    loader_kwargs = {"feature_extension": data_args.feature_extension}
+    timing = {
+        "fps": data_args.feature_fps,
+        "feature_stride": data_args.feature_stride,
+        "window_size": data_args.window_size,
+    }
+    # Unset timing flags keep the loader's defaults for the benchmark's usual features.
+    loader_kwargs.update({name: value for name, value in timing.items() if value is not None})
+    train_videos, eval_videos = load_benchmark(
+        data_args.dataset,
+        data_args.annotations,
+        data_args.features,
+        data_args.clip_features,
+        data_args.video_info,
+        **loader_kwargs,
+    )
+    train_dataset = filter_to_classes(train_videos, seen, drop_empty=True)
+    eval_dataset = filter_to_classes(eval_videos, unseen, drop_empty=False)
+
+    # 3. Model and processor (seeded: the initialisation is part of the run)
+    set_seed(training_args.seed)
+    localization_dim = None
+    if data_args.clip_features is not None:
+        localization_dim = load_features(train_dataset[0]["feature_path"]).shape[1]
+    model, processor = build_model_and_processor(model_args, localization_dim)
+
+    # 4. Train, evaluate on the unseen classes every epoch, save the selected model with its results and model card
+    features = f"{data_args.features} (localization)"
+    if data_args.clip_features is not None:
+        features += f" + {data_args.clip_features} (CLIP frame embeddings)"
+    model_card = {
+        "model_name": training_args.hub_model_id
+        or f"zeetad-{data_args.dataset}-{data_args.split_setting}-split{data_args.split}",
+        "base_model": model_args.clip_model
+        if model_args.model_name_or_path is None
+        else model_args.model_name_or_path,
+        "dataset_name": data_args.dataset,
+        "split_setting": data_args.split_setting,
+        "split_indices": [data_args.split],
+        "features": features,
+        "repo_id": training_args.hub_model_id,
+    }
+    train(model, processor, train_dataset, eval_dataset, seen, unseen, training_args, model_card=model_card)
+
+
+if __name__ == "__main__":
+    main()

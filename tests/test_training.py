@@ -1,0 +1,572 @@
+"""Training: collate (targets, crops, class indices), a tiny end-to-end run, atomic checkpoints, kill-and-resume."""
+
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from conftest import tiny_text_config, tiny_zeetad_config
+from datasets import Dataset
+from safetensors.torch import load_file
+from transformers import CLIPConfig, CLIPModel
+
+from zeetad_hf import (
+    ZeetadFeatureExtractor,
+    ZeetadForTemporalActionDetection,
+    ZeetadProcessor,
+    build_clip_tokenizer,
+    seconds_to_normalized_segments,
+)
+from zeetad_hf.data import VIDEO_FEATURES
+from zeetad_hf.training import (
+    RESULTS_NAME,
+    TEMPORARY_PREFIX,
+    TRAINER_STATE_NAME,
+    ZeetadDataCollator,
+    ZeetadTrainingArguments,
+    find_latest_checkpoint,
+    train,
+)
+from zeetad_hf.zero_shot_splits import load_zero_shot_split
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPOSITORY / "examples" / "train.py"
+SEEN = ["jumping", "running", "swimming"]
+UNSEEN = ["diving", "throwing"]
+LOCALIZATION_DIM, CLIP_DIM = 24, 16  # tiny config: localization_feature_dim=24, CLIP projection_dim=16
+
+
+def video_row(directory: Path, video_id: str, num_units: int, annotations, subset="train", clip_units=None, **timing):
+    """One dataset row with random feature files written to `directory` (CLIP features optionally of another length)."""
+    generator = np.random.default_rng(zlib.crc32(video_id.encode()))
+    feature_path = directory / f"{video_id}.npy"
+    np.save(feature_path, generator.standard_normal((num_units, LOCALIZATION_DIM)).astype(np.float32))
+    clip_path = directory / f"{video_id}_clip.npy"
+    np.save(clip_path, generator.standard_normal((clip_units or num_units, CLIP_DIM)).astype(np.float32))
+    timing = {"fps": 10.0, "feature_stride": 2.0, "window_size": 4.0, **timing}
+    return {
+        "video_id": video_id,
+        "subset": subset,
+        "duration": (num_units * timing["feature_stride"] + timing["window_size"]) / timing["fps"],
+        **timing,
+        "feature_path": str(feature_path),
+        "clip_feature_path": str(clip_path),
+        "num_units": num_units,
+        "annotations": [{"label": label, "start": start, "end": end} for label, start, end in annotations],
+    }
+
+
+def synthetic_datasets(directory: Path, num_train: int = 6, num_eval: int = 3, train_units: int = 40):
+    """Training videos with seen classes only; evaluation videos with unseen (and one seen) class."""
+    directory.mkdir(parents=True, exist_ok=True)
+    train_rows = [
+        video_row(
+            directory,
+            f"train_{index}",
+            train_units + 4 * index,
+            [(SEEN[index % 3], 1.0 + index % 3, 4.0 + index % 3), (SEEN[(index + 1) % 3], 6.0, 7.5)],
+        )
+        for index in range(num_train)
+    ]
+    eval_rows = [
+        video_row(
+            directory,
+            f"eval_{index}",
+            36 + 2 * index,
+            [(UNSEEN[index % 2], 2.0, 5.0), ("jumping", 6.0, 7.0)],
+            subset="test",
+            clip_units=18 + index,
+        )
+        for index in range(num_eval)
+    ]
+    return Dataset.from_list(train_rows, features=VIDEO_FEATURES), Dataset.from_list(
+        eval_rows, features=VIDEO_FEATURES
+    )
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """`train` builds an `Accelerator`, whose state is process-global: reset it so that other tests start clean."""
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Collate
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_collate_targets_match_hand_computation(tmp_path):
+    # 10 fps, stride 2, window 4: unit i is centred at (2 i + 2) / 10 s, so t seconds is grid index 5 t - 1 and the
+    # normalised position over V units is (5 t - 1 + 0.5) / V.
+    row = video_row(tmp_path, "v", 40, [("running", 2.0, 4.0), ("jumping", 0.0, 1.0)], clip_units=20)
+    batch = ZeetadDataCollator(SEEN)([row])
+    labels = batch["labels"][0]
+    assert labels["class_labels"].tolist() == [1, 0]
+    start, end = (5 * 2.0 - 0.5) / 40, (5 * 4.0 - 0.5) / 40
+    expected = [[(start + end) / 2, end - start], [(0.0 + 4.5 / 40) / 2, 4.5 / 40]]  # 2nd: clipped at the video start
+    torch.testing.assert_close(labels["segments"], torch.tensor(expected))
+    # The package conversion gives the same numbers.
+    normalised = seconds_to_normalized_segments(
+        torch.tensor([[2.0, 4.0]]), 40, fps=10.0, feature_stride=2.0, window_size=4.0
+    )
+    torch.testing.assert_close(normalised[0].float(), torch.tensor([start, end]))
+    assert batch["input_features"].shape == (1, 40, LOCALIZATION_DIM)
+    # 20 CLIP units linearly resampled onto the 40-unit grid: output unit j sits at CLIP position (j + 0.5) / 2 - 0.5.
+    clip = torch.from_numpy(np.load(tmp_path / "v_clip.npy"))
+    assert batch["clip_features"].shape == (1, 40, CLIP_DIM)
+    torch.testing.assert_close(batch["clip_features"][0, 0], clip[0])
+    torch.testing.assert_close(batch["clip_features"][0, 1], 0.75 * clip[0] + 0.25 * clip[1])
+    torch.testing.assert_close(batch["clip_features"][0, 6], 0.25 * clip[2] + 0.75 * clip[3])
+    assert batch["video_metadata"][0]["unit_offset"] == 0
+
+
+def test_collate_pads_and_keeps_metadata(tmp_path):
+    rows = [video_row(tmp_path, "a", 30, [("swimming", 1.0, 2.0)]), video_row(tmp_path, "b", 20, [])]
+    batch = ZeetadDataCollator(SEEN)(rows)
+    assert batch["input_features"].shape == (2, 30, LOCALIZATION_DIM)
+    assert batch["feature_attention_mask"].sum(-1).tolist() == [30, 20]
+    assert batch["video_ids"] == ["a", "b"]
+    assert batch["labels"][1]["segments"].shape == (0, 2) and batch["labels"][1]["class_labels"].numel() == 0
+    np.testing.assert_allclose(batch["input_features"][1, :20].numpy(), np.load(tmp_path / "b.npy"))
+    assert "labels" not in ZeetadDataCollator()(rows)
+
+
+def test_collate_crop_keeps_overlapping_segments_clipped(tmp_path):
+    # fps 1, stride 1, window 0: t seconds is grid index t, i.e. unit-edge coordinate t + 0.5 (unit i spans [i, i + 1]).
+    annotations = [("jumping", 10.0, 20.0), ("running", 45.0, 60.0), ("swimming", 70.0, 80.0), ("jumping", 97.0, 99.0)]
+    row = video_row(tmp_path, "long", 100, annotations, fps=1.0, feature_stride=1.0, window_size=0.0)
+    collator = ZeetadDataCollator(SEEN, max_units=40, crop_overlap_threshold=0.5, seed=3)
+    for epoch in range(20):
+        collator.set_epoch(epoch)
+        batch = collator([row])
+        offset = batch["video_metadata"][0]["unit_offset"]
+        assert batch["input_features"].shape == (1, 40, LOCALIZATION_DIM)
+        np.testing.assert_allclose(
+            batch["input_features"][0].numpy(), np.load(tmp_path / "long.npy")[offset : offset + 40]
+        )
+        expected_labels, expected_segments = [], []
+        for index, (_, start, end) in enumerate(annotations):
+            edges = np.array([start, end]) + 0.5  # unit-edge coordinates of the whole video
+            clipped = np.clip(edges, offset, offset + 40) - offset
+            if clipped[1] - clipped[0] > 0 and clipped[1] - clipped[0] >= 0.5 * (end - start):
+                expected_labels.append(SEEN.index(annotations[index][0]))
+                expected_segments.append([clipped.mean() / 40, (clipped[1] - clipped[0]) / 40])
+        labels = batch["labels"][0]
+        assert labels["class_labels"].tolist() == expected_labels
+        torch.testing.assert_close(labels["segments"], torch.tensor(expected_segments).reshape(-1, 2).float())
+        assert ((labels["segments"][:, 0] - labels["segments"][:, 1] / 2) >= 0).all()
+        assert ((labels["segments"][:, 0] + labels["segments"][:, 1] / 2) <= 1 + 1e-6).all()
+    # Crops are a function of (seed, epoch, video id): the same again, different for another epoch.
+    collator.set_epoch(4)
+    first = collator([row])["video_metadata"][0]["unit_offset"]
+    assert collator([row])["video_metadata"][0]["unit_offset"] == first
+    offsets = set()
+    for epoch in range(10):
+        collator.set_epoch(epoch)
+        offsets.add(collator([row])["video_metadata"][0]["unit_offset"])
+    assert len(offsets) > 1
+
+
+def test_collate_refuses_labels_outside_the_prompts(tmp_path):
+    row = video_row(tmp_path, "v", 20, [("diving", 1.0, 2.0)])
+    with pytest.raises(ValueError, match="'diving'.*filter_to_classes"):
+        ZeetadDataCollator(SEEN)([row])
+    ZeetadDataCollator()([row])  # evaluation batches carry no labels: nothing to refuse
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training in process
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def tiny_model_and_processor(tokenizer, **overrides):
+    torch.manual_seed(0)
+    config = tiny_zeetad_config(tokenizer, **overrides)
+    processor = ZeetadProcessor(feature_extractor=ZeetadFeatureExtractor(), tokenizer=tokenizer)
+    return ZeetadForTemporalActionDetection(config), processor
+
+
+def test_tiny_training_run_writes_model_and_results(tmp_path, tokenizer, fresh_accelerator_state):
+    train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data")
+    model, processor = tiny_model_and_processor(tokenizer)
+    args = ZeetadTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=2,
+        num_train_epochs=2,
+        learning_rate=1e-3,
+        max_units=32,
+        checkpointing_steps="2",
+        use_cpu=True,
+    )
+    results = train(model, processor, train_dataset, eval_dataset, SEEN, UNSEEN, args)
+    run = tmp_path / "run"
+    assert {"model.safetensors", "config.json", RESULTS_NAME, "eval_predictions.json"} <= set(os.listdir(run))
+    on_disk = json.loads((run / RESULTS_NAME).read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    assert [record["epoch"] for record in on_disk["epochs"]] == [0, 1]
+    for record in on_disk["epochs"]:
+        assert np.isfinite(record["train_loss"])
+        assert set(record["eval_unseen"]["per_class_ap"]) == set(UNSEEN)
+        assert 0.0 <= record["eval_unseen"]["average_mAP"] <= 1.0
+    assert on_disk["model_selection"] == "last_epoch" and on_disk["selected_epoch"] == 1
+    assert on_disk["eval_unseen_average_mAP"] == on_disk["epochs"][1]["eval_unseen"]["average_mAP"]
+    # 6 videos / 2 per batch = 3 steps per epoch; step checkpoints every 2 steps (step_6 after the epoch-1 evaluation).
+    assert sorted(name for name in os.listdir(run) if name.startswith("step_")) == ["step_2", "step_4", "step_6"]
+    assert find_latest_checkpoint(run) == str(run / "step_6")
+    # The saved model and processor load back and score only unseen classes.
+    reloaded = ZeetadForTemporalActionDetection.from_pretrained(run)
+    for name, tensor in reloaded.state_dict().items():
+        torch.testing.assert_close(tensor, model.state_dict()[name], rtol=0, atol=0)
+    ZeetadProcessor.from_pretrained(run)
+    predictions = json.loads((run / "eval_predictions.json").read_text())["results"]
+    assert set(predictions) == {"eval_0", "eval_1", "eval_2"}
+    assert {item["label"] for video in predictions.values() for item in video} <= set(UNSEEN)
+
+
+def test_heldout_selection_and_windowed_evaluation(tmp_path, tokenizer, fresh_accelerator_state):
+    train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data", num_train=6, num_eval=2)
+    model, processor = tiny_model_and_processor(tokenizer)
+    args = ZeetadTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=2,
+        num_train_epochs=3,
+        learning_rate=1e-3,
+        heldout_percentage=30.0,  # ceil(0.3 * 6) = 2 training videos select the epoch, on the seen classes
+        eval_max_units=16,  # the 36-38-unit evaluation videos run as 3 overlapping windows
+        use_cpu=True,
+    )
+    results = train(model, processor, train_dataset, eval_dataset, SEEN, UNSEEN, args)
+    run = tmp_path / "run"
+    heldout = [record["heldout_seen"]["average_mAP"] for record in results["epochs"]]
+    assert results["model_selection"] == "heldout_seen_average_mAP"
+    assert results["selected_epoch"] == int(np.argmax(heldout))  # first best epoch
+    assert results["eval_unseen_mAP"] == results["epochs"][results["selected_epoch"]]["eval_unseen"]["mAP"]
+    for record in results["epochs"]:
+        assert set(record["heldout_seen"]["per_class_ap"]) <= set(SEEN)
+    # The published model is the selected epoch's, with that epoch's predictions.
+    for name in ("model.safetensors", "eval_predictions.json"):
+        assert (run / name).read_bytes() == (run / "best_model" / name).read_bytes()
+    predictions = json.loads((run / "eval_predictions.json").read_text())["results"]
+    assert set(predictions) == {"eval_0", "eval_1"}
+    segments = [item["segment"] for video in predictions.values() for item in video]
+    assert segments and max(end for _, end in segments) <= eval_dataset[1]["duration"] + 1e-6
+
+
+def test_training_refuses_unseen_annotations(tmp_path, tokenizer, fresh_accelerator_state):
+    train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data", num_train=2, num_eval=1)
+    model, processor = tiny_model_and_processor(tokenizer)
+    args = ZeetadTrainingArguments(output_dir=str(tmp_path / "run"), use_cpu=True)
+    with pytest.raises(ValueError, match="not seen classes.*filter_to_classes"):
+        train(model, processor, eval_dataset, eval_dataset, SEEN, UNSEEN, args)
+    with pytest.raises(ValueError, match="disjoint"):
+        train(model, processor, train_dataset, eval_dataset, SEEN, ["jumping"], args)
+    with pytest.raises(ValueError, match="no annotation of the unseen classes"):
+        train(model, processor, train_dataset, train_dataset, SEEN, UNSEEN, args)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_latest_never_picks_a_temporary_or_incomplete_folder(tmp_path):
+    def checkpoint(name, steps, with_state=True):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"")
+        if with_state:
+            (folder / TRAINER_STATE_NAME).write_text(json.dumps({"completed_steps": steps}))
+
+    assert find_latest_checkpoint(tmp_path) is None
+    checkpoint("step_4", 4)
+    checkpoint("epoch_0", 6)
+    checkpoint("step_2", 2)
+    # What a save killed half-way leaves behind: the temporary folder (even with a state file, written last) ...
+    checkpoint(f"{TEMPORARY_PREFIX}step_8", 8)
+    # ... and folders without the state file (never produced by `save_checkpoint`, which publishes by renaming).
+    checkpoint("step_10", 10, with_state=False)
+    checkpoint("notes_99", 99)
+    assert find_latest_checkpoint(tmp_path) == str(tmp_path / "epoch_0")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The training script: kill and resume
+# ---------------------------------------------------------------------------------------------------------------------
+
+TEMPLATE_WORDS = ("a", "video", "of", "person")
+TINY_MODEL_OVERRIDES = {
+    "d_model": 32,
+    "num_attention_heads": 4,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "num_feature_levels": 3,
+    "encoder_layers": 1,
+    "decoder_layers": 2,
+    "num_queries": 8,
+    "semantic_adapter_dim": 8,
+    "text_adapter_bottleneck_dim": 8,
+    "dropout": 0.1,  # dropout on: its random draws must survive the resume too
+}
+
+
+def write_tiny_benchmark(directory: Path, num_train: int, num_eval: int) -> dict[str, str]:
+    """A THUMOS14-format annotation file (split-0 class names), feature folders and a tiny CLIP checkpoint."""
+    seen, unseen = load_zero_shot_split("thumos14", "75_25", 0)
+    features, clip_features = directory / "i3d", directory / "clip"
+    features.mkdir(parents=True)
+    clip_features.mkdir()
+    generator = np.random.default_rng(0)
+    database = {}
+    for index in range(num_train + num_eval):
+        is_train = index < num_train
+        video_id = f"video_{'validation' if is_train else 'test'}_{index:07d}"
+        num_units = 40 + 3 * index
+        classes = seen if is_train else unseen
+        annotations = [
+            {"label": classes[index % len(classes)], "segment": [1.0 + index % 4, 4.0 + index % 4]},
+            {"label": classes[(index + 2) % len(classes)], "segment": [6.5, 8.0]},
+        ]
+        if not is_train:
+            annotations.append({"label": seen[0], "segment": [2.0, 3.0]})  # seen class in a test video: not scored
+        database[video_id] = {
+            "subset": "Validation" if is_train else "Test",
+            "duration": (num_units * 4 + 16) / 10.0,
+            "fps": 10.0,
+            "annotations": annotations,
+        }
+        np.save(
+            features / f"{video_id}.npy", generator.standard_normal((num_units, LOCALIZATION_DIM)).astype(np.float32)
+        )
+        np.save(
+            clip_features / f"{video_id}.npy", generator.standard_normal((num_units // 2, CLIP_DIM)).astype(np.float32)
+        )
+    annotation_path = directory / "thumos14.json"
+    annotation_path.write_text(json.dumps({"version": "tiny", "database": database}))
+
+    tokenizer = build_clip_tokenizer(
+        TEMPLATE_WORDS + tuple(name.lower() for name in seen + unseen), model_max_length=16
+    )
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    torch.manual_seed(0)
+    clip = CLIPModel(
+        CLIPConfig(text_config=tiny_text_config(tokenizer), vision_config=vision, projection_dim=CLIP_DIM)
+    )
+    clip.save_pretrained(directory / "tiny-clip")
+    tokenizer.save_pretrained(directory / "tiny-clip")
+    return {
+        "annotations": str(annotation_path),
+        "features": str(features),
+        "clip_features": str(clip_features),
+        "clip_model": str(directory / "tiny-clip"),
+    }
+
+
+def script_arguments(benchmark: dict[str, str], output_dir: Path, **overrides) -> list[str]:
+    settings = {
+        **benchmark,
+        "dataset": "thumos14",
+        "split_setting": "75_25",
+        "split": "0",
+        "config_overrides": json.dumps(TINY_MODEL_OVERRIDES),
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": "1",
+        "gradient_accumulation_steps": "2",
+        "num_train_epochs": "2",
+        "learning_rate": "1e-3",
+        "num_warmup_steps": "2",
+        "max_units": "36",
+        "seed": "7",
+        **overrides,
+    }
+    return [item for key, value in settings.items() for item in (f"--{key}", value)]
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+# Runs examples/train.py with every feature read delayed, so that the test can kill it while an epoch is under way.
+SLOW_LAUNCHER = """
+import runpy, sys, time
+import zeetad_hf.training as training
+read = training.load_features
+training.load_features = lambda path: (time.sleep({delay}), read(path))[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_benchmark(tmp_path_factory) -> dict[str, str]:
+    # 11 training videos, batch 1, accumulation 2: 6 optimizer steps per epoch (the last on one batch), 2 epochs.
+    return write_tiny_benchmark(tmp_path_factory.mktemp("benchmark"), num_train=11, num_eval=3)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_benchmark, tmp_path_factory) -> Path:
+    """An uninterrupted run of examples/train.py on the tiny benchmark."""
+    output_dir = tmp_path_factory.mktemp("reference")
+    subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *script_arguments(tiny_benchmark, output_dir)],
+        env=subprocess_env(),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return output_dir
+
+
+def test_training_script_fills_the_model_card_from_its_results(reference_run):
+    from huggingface_hub import ModelCard
+
+    results = json.loads((reference_run / RESULTS_NAME).read_text())
+    card = ModelCard.load(reference_run / "README.md")
+    assert card.data.library_name == "transformers"
+    metrics = {
+        metric["name"]: metric["value"] for metric in card.data.to_dict()["model-index"][0]["results"][0]["metrics"]
+    }
+    average = next(value for name, value in metrics.items() if "average" in name.lower())
+    assert average == round(100 * results["eval_unseen_average_mAP"], 2)
+
+
+def test_killed_run_resumes_to_identical_weights(tiny_benchmark, reference_run, tmp_path):
+    reference, resumed = reference_run, tmp_path / "resumed"
+    arguments = script_arguments(tiny_benchmark, resumed, checkpointing_steps="2")
+    launcher = SLOW_LAUNCHER.format(delay=0.1)
+    process = subprocess.Popen(
+        [sys.executable, "-c", launcher, str(TRAIN_SCRIPT), *arguments],
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        # Step 8 is the 2nd step of epoch 1: the run is past an epoch-end evaluation and in the middle of an epoch.
+        deadline = time.monotonic() + 240
+        while not (resumed / "step_8" / TRAINER_STATE_NAME).exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "step_8 never appeared"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    assert not (resumed / "model.safetensors").exists() and not (resumed / RESULTS_NAME).exists()
+    latest = json.loads((Path(find_latest_checkpoint(resumed)) / TRAINER_STATE_NAME).read_text())
+    assert latest["completed_steps"] in (8, 10), "killed outside the second epoch"
+
+    completed = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *arguments, "--resume_from_checkpoint", "latest"],
+        env=subprocess_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert f"step_{latest['completed_steps']} at step {latest['completed_steps']}." in completed.stderr
+
+    expected, actual = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(tensor, actual[name]), name
+    expected_results = json.loads((reference / RESULTS_NAME).read_text())
+    actual_results = json.loads((resumed / RESULTS_NAME).read_text())
+    assert actual_results["epochs"] == expected_results["epochs"]
+    assert [record["epoch"] for record in actual_results["epochs"]] == [0, 1]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# examples/evaluate.py
+# ---------------------------------------------------------------------------------------------------------------------
+
+EVALUATE_SCRIPT = REPOSITORY / "examples" / "evaluate.py"
+
+
+def run_evaluate(monkeypatch, *arguments: str) -> None:
+    monkeypatch.setattr(sys, "argv", [str(EVALUATE_SCRIPT), *arguments])
+    runpy.run_path(str(EVALUATE_SCRIPT), run_name="__main__")
+
+
+def test_evaluate_reproduces_the_training_evaluation(
+    tiny_benchmark, reference_run, tmp_path, monkeypatch, fresh_accelerator_state
+):
+    expected = json.loads((reference_run / RESULTS_NAME).read_text())
+    common = ["--dataset", "thumos14", "--annotations", tiny_benchmark["annotations"], "--split", "0"]
+    run_evaluate(
+        monkeypatch,
+        *common,
+        "--predictions",
+        str(reference_run / "eval_predictions.json"),
+        "--output_dir",
+        str(tmp_path / "saved"),
+    )
+    saved = json.loads((tmp_path / "saved" / "evaluation_results.json").read_text())
+    assert saved["splits"]["0"]["mAP"] == expected["eval_unseen_mAP"]
+    assert saved["mean"] is None and saved["num_splits"] == 1
+    model_mode = ["--model_name_or_path", str(reference_run), "--features", tiny_benchmark["features"]]
+    model_mode += ["--clip_features", tiny_benchmark["clip_features"], "--output_dir", str(tmp_path / "model")]
+    run_evaluate(monkeypatch, *common, *model_mode)
+    rerun = json.loads((tmp_path / "model" / "evaluation_results.json").read_text())
+    assert rerun["splits"]["0"]["mAP"] == expected["eval_unseen_mAP"]
+
+
+def test_evaluate_averages_the_ten_splits(tmp_path, monkeypatch):
+    # One test video per THUMOS14 class; split k's predictions find exactly its unseen classes, except split 3 (none).
+    seen, unseen = load_zero_shot_split("thumos14", "75_25", 0)
+    classes = sorted(seen + unseen)
+    database = {
+        f"video_test_{index}": {
+            "subset": "Test",
+            "duration": 30.0,
+            "annotations": [{"label": name, "segment": [5.0, 9.0]}],
+        }
+        for index, name in enumerate(classes)
+    }
+    database["video_validation_0"] = {
+        "subset": "Validation",
+        "duration": 30.0,
+        "annotations": [{"label": classes[0], "segment": [1.0, 2.0]}],
+    }
+    annotations = tmp_path / "thumos14.json"
+    annotations.write_text(json.dumps({"database": database}))
+    for split in range(10):
+        _, split_unseen = load_zero_shot_split("thumos14", "75_25", split)
+        results = {
+            video_id: [{"label": video["annotations"][0]["label"], "score": 0.9, "segment": [5.0, 9.0]}]
+            for video_id, video in database.items()
+            if split != 3 and video["annotations"][0]["label"] in split_unseen and video["subset"] == "Test"
+        }
+        (tmp_path / f"predictions_{split}.json").write_text(json.dumps({"results": results}))
+    run_evaluate(
+        monkeypatch,
+        "--dataset", "thumos14", "--annotations", str(annotations), "--all_splits",
+        "--predictions", str(tmp_path / "predictions_{split}.json"), "--output_dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    report = json.loads((tmp_path / "out" / "evaluation_results.json").read_text())
+    assert report["num_splits"] == 10 and report["tiou_thresholds"] == [0.3, 0.4, 0.5, 0.6, 0.7]
+    assert [report["splits"][str(split)]["average_mAP"] for split in range(10)] == [1.0] * 3 + [0.0] + [1.0] * 6
+    assert report["mean"]["average_mAP"] == pytest.approx(0.9)
+    table = (tmp_path / "out" / "evaluation_results.md").read_text().splitlines()
+    assert table[0] == "| split | mAP@0.3 | mAP@0.4 | mAP@0.5 | mAP@0.6 | mAP@0.7 | average |"
+    assert len(table) == 2 + 10 + 1
+    assert table[-1] == "| mean | 90.00 | 90.00 | 90.00 | 90.00 | 90.00 | 90.00 |"

@@ -1,0 +1,1178 @@
+"""Zero-shot training of ZEETAD with 🤗 Accelerate: collate, train loop, per-epoch unseen-class evaluation, checkpoints.
+
+The loop has the shape of the `*_no_trainer` examples of transformers/accelerate (one `Accelerator`, `accumulate`,
+`save_state` / `load_state`, `gather_for_metrics`), so it runs unchanged on one CPU, several CPU processes
+(`accelerate launch --multi_gpu --num_processes 2 ...` with no GPU: the `Accelerator` is built with `cpu=True` when no
+accelerator is present) and several GPUs. `examples/train.py` is a thin command line around [`train`].
+
+Zero-shot protocol (strict, see the package README):
+
+- training batches hold seen-class annotations only and the class prompts are the seen-class names; [`train`] refuses
+  a training set with any other label;
+- each epoch ends with an evaluation on the unseen classes (prompts = unseen-class names, ground truth restricted to
+  them, every video of the evaluation set scored). It is reported only: nothing in the loop reads it;
+- the saved model is the one of the last epoch, or, with `heldout_percentage > 0`, the epoch with the best mAP on a
+  held-out part of the *training* videos, scored on the *seen* classes (no test data in the selection).
+
+Determinism (CPU; identical weights after a kill and `resume_from_checkpoint="latest"`):
+
+- the data order is a function of `(seed, epoch)` (Accelerate's seedable sampler with `data_seed=seed`), shared by all
+  processes, which each take their shard of every batch;
+- the random crop of a video is a function of `(seed, epoch, video_id)`, never of a global generator, because the
+  data loader collates one batch ahead of the training step and a checkpoint taken between the two would otherwise
+  shift every later crop;
+- dropout draws from the global torch generator, seeded per process by `set_seed(seed, device_specific=True)`,
+  saved in every checkpoint and restored by `load_state`; the data loaders have generators of their own, so that
+  building a loader mid-epoch (on resume) draws nothing from the global one;
+- not reproducible: kernels with non-deterministic reductions (e.g. CUDA `grid_sample` backward, which uses atomics),
+  and feature readers with randomness of their own in `dataloader_num_workers > 0` workers. Resuming with another
+  number of processes, batch size, accumulation or dataset is refused when it changes the steps per epoch.
+"""
+
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.logging import get_logger
+from accelerate.utils import broadcast_object_list, set_seed
+from datasets import Dataset
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser, get_scheduler
+
+from .data import load_activitynet_style, load_bmn_style, load_features, to_ground_truth
+from .evaluation import temporal_action_map
+from .feature_extraction_zeetad import ZeetadFeatureExtractor
+from .modelcard import build_model_card, save_model_card
+from .pipeline_zeetad import merge_window_outputs
+from .post_processing_zeetad import post_process_temporal_action_detection
+from .processing_zeetad import ZeetadProcessor
+from .segment_utils import seconds_to_normalized_segments, segment_se_to_cw
+from .zero_shot_splits import restrict_ground_truth
+
+
+logger = get_logger(__name__)
+
+# A checkpoint folder is complete iff it has this name pattern and holds TRAINER_STATE_NAME: both appear only through
+# the final rename of a fully written temporary folder (prefixed TEMPORARY_PREFIX, which the pattern never matches).
+CHECKPOINT_PATTERN = re.compile(r"(step|epoch)_(\d+)")
+TEMPORARY_PREFIX = ".tmp-"
+TRAINER_STATE_NAME = "trainer_state.json"
+RESULTS_NAME = "all_results.json"
+PREDICTIONS_NAME = "eval_predictions.json"
+BEST_MODEL_DIR = "best_model"
+DEBUG_DIR = "debug"
+# Model inputs a collated batch holds; the other keys (ids, timing) are for post-processing and bookkeeping.
+MODEL_INPUT_NAMES = ("input_features", "feature_attention_mask", "clip_features", "labels")
+# A random crop is redrawn this many times when it keeps no action (ActionFormer redraws too); then the last is used.
+MAX_CROP_TRIALS = 10
+# tIoU thresholds of each benchmark (protocol notes, section 3).
+THUMOS14_TIOU_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+ACTIVITYNET_TIOU_THRESHOLDS = tuple(np.linspace(0.5, 0.95, 10).round(2).tolist())
+# Per benchmark: (training subset, evaluation subset, tIoU thresholds). ActivityNet "testing" has no labels.
+BENCHMARKS = {
+    "thumos14": ("Validation", "Test", THUMOS14_TIOU_THRESHOLDS),
+    "activitynet": ("training", "validation", ACTIVITYNET_TIOU_THRESHOLDS),
+}
+
+
+@dataclass
+class ZeetadTrainingArguments:
+    """Arguments of [`train`]; every field is also a command-line flag of `examples/train.py`."""
+
+    output_dir: str = field(
+        metadata={"help": "Where checkpoints, the final model, processor and results are written."}
+    )
+    per_device_train_batch_size: int = field(default=2, metadata={"help": "Videos per training batch per process."})
+    per_device_eval_batch_size: int = field(default=1, metadata={"help": "Videos per evaluation batch per process."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak AdamW learning rate (after warm-up)."})
+    text_adapter_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the CLIP text adapters (`text_encoder.*`); defaults to `learning_rate`."},
+    )
+    weight_decay: float = field(
+        default=0.05, metadata={"help": "AdamW weight decay of matrices; biases, norms and scalars get none."}
+    )
+    num_train_epochs: int = field(default=30, metadata={"help": "Number of passes over the training videos."})
+    max_train_steps: int | None = field(
+        default=None, metadata={"help": "Total optimizer steps; overrides `num_train_epochs` when set."}
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Batches accumulated before each optimizer step."}
+    )
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "A `transformers.get_scheduler` name: cosine, linear, constant, ..."}
+    )
+    num_warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up optimizer steps."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm; 0 disables clipping."})
+    seed: int = field(default=42, metadata={"help": "Seed of the data order, random crops and dropout."})
+    max_units: int | None = field(
+        default=None,
+        metadata={
+            "help": "Training crop length in feature units: longer videos are cut to a random window of this many "
+            "units (ActionFormer's `max_seq_len`). None trains on whole videos."
+        },
+    )
+    crop_overlap_threshold: float = field(
+        default=0.5,
+        metadata={
+            "help": "A cropped action is kept when at least this fraction of it lies inside the crop "
+            "(ActionFormer's `trunc_thresh`); kept actions are clipped to the crop."
+        },
+    )
+    eval_max_units: int | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluation runs longer videos as overlapping windows of this many units, merged before NMS "
+            "(as the pipeline does). None evaluates whole videos."
+        },
+    )
+    eval_window_overlap: float = field(default=0.25, metadata={"help": "Overlap fraction of evaluation windows."})
+    tiou_thresholds: list[float] | None = field(
+        default=None, metadata={"help": "tIoU thresholds of the mAP; default 0.3:0.1:0.7 (THUMOS14)."}
+    )
+    max_segments_per_video: int = field(default=200, metadata={"help": "Detections kept per video after Soft-NMS."})
+    nms_sigma: float = field(default=0.5, metadata={"help": "Gaussian Soft-NMS sigma."})
+    multiclass_nms: bool = field(
+        default=True, metadata={"help": "Soft-NMS per class (THUMOS14) instead of class-agnostic (ActivityNet)."}
+    )
+    voting_threshold: float = field(
+        default=0.0, metadata={"help": "Class-agnostic NMS only: segment voting IoU (0 disables voting)."}
+    )
+    heldout_percentage: float = field(
+        default=0.0,
+        metadata={
+            "help": "Percentage of the training videos held out to select the best epoch by seen-class mAP. 0 keeps "
+            "the last epoch. Unseen-class results never select anything."
+        },
+    )
+    checkpointing_steps: str | None = field(
+        default=None, metadata={"help": "Save a resumable checkpoint every N optimizer steps, or 'epoch'."}
+    )
+    checkpoints_total_limit: int | None = field(default=None, metadata={"help": "Keep only the newest N checkpoints."})
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "A checkpoint folder, or 'latest' for the newest complete one in `output_dir` (a fresh start "
+            "when there is none)."
+        },
+    )
+    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (fp16 is ignored on CPU)."})
+    use_cpu: bool = field(default=False, metadata={"help": "Train on CPU even when an accelerator is available."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader worker processes per process."})
+    with_tracking: bool = field(default=False, metadata={"help": "Log metrics to the trackers of `report_to`."})
+    report_to: str = field(
+        default="all", metadata={"help": "Tracker: tensorboard, wandb, ... or 'all' (with `with_tracking`)."}
+    )
+    debug_data_log: bool = field(
+        default=False,
+        metadata={
+            "help": "Write debug/rank_<i>.json: world size, the training video ids each process saw per epoch and "
+            "(main process) the video ids gathered by each evaluation."
+        },
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the final model folder to the Hub."})
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "Hub repository id; defaults to the name of `output_dir`."}
+    )
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+
+    def __post_init__(self):
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
+        for name in ("max_units", "eval_max_units", "max_train_steps", "checkpoints_total_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be None or at least 1, got {value}.")
+        if self.num_train_epochs < 1 and self.max_train_steps is None:
+            raise ValueError(f"`num_train_epochs` must be at least 1, got {self.num_train_epochs}.")
+        if not 0.0 <= self.crop_overlap_threshold <= 1.0:
+            raise ValueError(f"`crop_overlap_threshold` must be in [0, 1], got {self.crop_overlap_threshold}.")
+        if not 0.0 <= self.heldout_percentage < 100.0:
+            raise ValueError(f"`heldout_percentage` must be in [0, 100), got {self.heldout_percentage}.")
+        if self.checkpointing_steps is not None and not (
+            self.checkpointing_steps == "epoch"
+            or (self.checkpointing_steps.isdigit() and int(self.checkpointing_steps))
+        ):
+            raise ValueError(
+                f"`checkpointing_steps` must be a positive integer or 'epoch', got {self.checkpointing_steps!r}."
+            )
+
+    @property
+    def post_processing_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of [`post_process_temporal_action_detection`] used by every evaluation."""
+        return {
+            "max_segments": self.max_segments_per_video,
+            "nms_sigma": self.nms_sigma,
+            "multiclass_nms": self.multiclass_nms,
+            "voting_threshold": self.voting_threshold,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line and benchmark data (shared by examples/train.py and examples/evaluate.py)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None = None) -> tuple:
+    r"""
+    Parse `[config.json] [--flag value ...]` into the parser's dataclasses: the JSON file's values first, then the
+    flags, which override them (e.g. one config for the 10 splits: `config.json --split 3 --output_dir runs/split3`).
+
+    JSON values become flags: `null` is skipped, booleans become `true`/`false`, lists become several values and
+    objects become a JSON string (e.g. `config_overrides`).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config_argv = []
+    if argv and argv[0].endswith(".json"):
+        with open(argv.pop(0), encoding="utf-8") as handle:
+            config = json.load(handle)
+        for key, value in config.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                value = [str(value).lower()]
+            elif isinstance(value, list):
+                value = [str(item) for item in value]
+            elif isinstance(value, dict):
+                value = [json.dumps(value)]
+            else:
+                value = [str(value)]
+            config_argv += [f"--{key}", *value]
+    # argparse keeps the last occurrence of an option: the command-line flags win.
+    return parser.parse_args_into_dataclasses(config_argv + argv)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Benchmark data
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def load_benchmark(
+    dataset: str,
+    annotations: str | os.PathLike,
+    features: str | os.PathLike,
+    clip_features: str | os.PathLike | None = None,
+    video_info: str | os.PathLike | None = None,
+    include_train: bool = True,
+    **loader_kwargs,
+) -> tuple[Dataset | None, Dataset]:
+    r"""
+    Load the training and evaluation videos of THUMOS14 or ActivityNet-1.3 (all classes, not yet split).
+
+    THUMOS14 reads an ActivityNet-format file (ActionFormer's `thumos14.json`) with
+    [`~zeetad_hf.data.load_activitynet_style`] and trains on `Validation`, evaluates on `Test`. ActivityNet reads the
+    BMN files (`anet_anno_action.json` + `video_info`, the CSV) with [`~zeetad_hf.data.load_bmn_style`] and trains on
+    `training`, evaluates on `validation`. Segments with `start >= end` after clipping are dropped with a logged count
+    (the shared files hold some).
+
+    Args:
+        dataset (`str`):
+            `"thumos14"` or `"activitynet"`.
+        annotations (`str` or `os.PathLike`):
+            The annotation file.
+        features (`str` or `os.PathLike`):
+            Folder of the localization feature files.
+        clip_features (`str` or `os.PathLike`, *optional*):
+            Folder of the CLIP frame features with the same file names; `None` when `features` serves both.
+        video_info (`str` or `os.PathLike`, *optional*):
+            ActivityNet's video information CSV (required for `"activitynet"`).
+        include_train (`bool`, *optional*, defaults to `True`):
+            Also load the training subset (its feature files must then exist); `False` returns `None` for it.
+        loader_kwargs:
+            Forwarded to the loader (`feature_extension`, `fps`, `feature_stride`, `window_size`, ...).
+
+    Returns:
+        `tuple[Dataset | None, Dataset]`: the training-subset and evaluation-subset videos.
+    """
+    if dataset not in BENCHMARKS:
+        raise ValueError(f"`dataset` must be one of {sorted(BENCHMARKS)}, got {dataset!r}.")
+    train_subset, eval_subset, _ = BENCHMARKS[dataset]
+    subsets = [train_subset, eval_subset] if include_train else [eval_subset]
+    loader_kwargs = {"invalid_segments": "drop", "subsets": subsets, **loader_kwargs}
+    if dataset == "thumos14":
+        videos = load_activitynet_style(annotations, features, clip_features, **loader_kwargs)
+    elif video_info is None:
+        raise ValueError("ActivityNet needs `video_info`, the CSV that gives every video its subset.")
+    else:
+        videos = load_bmn_style(annotations, video_info, features, clip_features, **loader_kwargs)
+    return videos[train_subset] if include_train else None, videos[eval_subset]
+
+
+def load_benchmark_ground_truth(
+    dataset: str, annotations: str | os.PathLike, video_info: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    r"""
+    The evaluation ground truth of a benchmark straight from its annotation file, as the official evaluator reads it.
+
+    Unlike [`~zeetad_hf.data.to_ground_truth`] of a loaded dataset, segments are not clipped to the video and no video
+    is dropped for a missing feature file, so the numbers are those of the raw files. THUMOS14 files are already in
+    the ActivityNet format; ActivityNet's BMN JSON gets its subsets from the `video_info` CSV.
+
+    Returns:
+        `dict[str, Any]`: `{"database": {video_id: {"subset", "duration", "annotations": [{"label", "segment"}]}}}`
+        with the videos of the evaluation subset only.
+    """
+    if dataset not in BENCHMARKS:
+        raise ValueError(f"`dataset` must be one of {sorted(BENCHMARKS)}, got {dataset!r}.")
+    eval_subset = BENCHMARKS[dataset][1]
+    with open(annotations, encoding="utf-8") as handle:
+        data = json.load(handle)
+    if dataset == "thumos14":
+        videos = data["database"]
+    elif video_info is None:
+        raise ValueError("ActivityNet needs `video_info`, the CSV that gives every video its subset.")
+    else:
+        with open(video_info, encoding="utf-8", newline="") as handle:
+            subsets = {row["video"]: row["subset"] for row in csv.DictReader(handle)}
+        videos = {
+            video_id: {"subset": subsets[video_id], "duration": video["duration_second"], **video}
+            for video_id, video in data.items()
+            if video_id in subsets
+        }
+    database = {video_id: video for video_id, video in videos.items() if video["subset"] == eval_subset}
+    return {"database": database}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Collate
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _resample(features: np.ndarray, num_units: int) -> torch.Tensor:
+    """`(T, D)` features linearly resampled to `(num_units, D)` (`align_corners=False`: unit centres map to centres)."""
+    tensor = torch.from_numpy(features)
+    if tensor.shape[0] == num_units:
+        return tensor
+    # 1, D, T -> 1, D, num_units
+    resized = F.interpolate(tensor.T[None], size=num_units, mode="linear", align_corners=False)
+    return resized[0].T.contiguous()
+
+
+class ZeetadDataCollator:
+    r"""
+    Turn rows of a video dataset (the features of [`zeetad_hf.data.VIDEO_FEATURES`]) into a model batch.
+
+    Per video: the features are read with [`~zeetad_hf.data.load_features`]; CLIP features of another length than the
+    localization features are linearly resampled onto their `num_units` grid (both are assumed to span the whole
+    video). With `max_units`, a video longer than that is cut to a random window of `max_units` units (ActionFormer
+    style); the window is drawn from a generator seeded with `(seed, epoch, video_id)`, so it depends neither on the
+    order of the batches nor on the process that loads the video. Annotations in seconds become normalised
+    `(center, width)` targets over the (cropped) valid units through
+    [`~zeetad_hf.segment_utils.seconds_to_normalized_segments`], the package's only seconds-to-units conversion:
+    segments are clipped to the window (an uncropped video: to its feature coverage), a cropped segment is kept only
+    when at least `crop_overlap_threshold` of it lies inside the window, and segments left without length are dropped.
+
+    Args:
+        class_names (`Sequence[str]`, *optional*):
+            The class prompts of the batch, in prompt order; an annotation's class index is the position of its label
+            here. `None` builds no `labels` (evaluation).
+        max_units (`int`, *optional*):
+            Crop length in units; `None` keeps whole videos.
+        crop_overlap_threshold (`float`, *optional*, defaults to 0.5):
+            Minimum fraction of a segment inside the crop for it to be kept.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the random crops.
+        feature_extractor ([`ZeetadFeatureExtractor`], *optional*):
+            Pads the features into a batch; defaults to a [`ZeetadFeatureExtractor`] with zero padding.
+
+    Returns (`__call__`):
+        `dict` with `input_features` `(batch_size, num_units, dim)` float32, `feature_attention_mask`
+        `(batch_size, num_units)` (1 = valid, right padding), `clip_features` `(batch_size, num_units, clip_dim)` when
+        the rows have a `clip_feature_path`, `labels` (with `class_names`: per video `{"class_labels": LongTensor[n],
+        "segments": FloatTensor[n, 2]}`), `video_ids` (`list[str]`) and `video_metadata` (per video `fps`,
+        `feature_stride`, `window_size`, `duration` and `unit_offset`, the index of the first kept unit).
+
+    Raises:
+        `ValueError`: an annotation label not in `class_names` (the training set must be filtered to the seen classes
+            first), a feature file whose length differs from the row's `num_units`, or a batch mixing rows with and
+            without `clip_feature_path`.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str] | None = None,
+        max_units: int | None = None,
+        crop_overlap_threshold: float = 0.5,
+        seed: int = 0,
+        feature_extractor: ZeetadFeatureExtractor | None = None,
+    ):
+        self.class_index = None if class_names is None else {name: index for index, name in enumerate(class_names)}
+        self.max_units = max_units
+        self.crop_overlap_threshold = crop_overlap_threshold
+        self.seed = seed
+        self.epoch = 0
+        self.feature_extractor = feature_extractor if feature_extractor is not None else ZeetadFeatureExtractor()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the crops of `epoch` (call before iterating the data loader of that epoch)."""
+        self.epoch = epoch
+
+    def _crop_window(self, video_id: str, num_units: int, edges: torch.Tensor) -> tuple[int, int]:
+        """`(start, length)` in units of the window to keep; `edges` are the segments in unit-edge coordinates."""
+        if self.max_units is None or num_units <= self.max_units:
+            return 0, num_units
+        generator = np.random.default_rng([self.seed, self.epoch, zlib.crc32(video_id.encode("utf-8"))])
+        for _ in range(MAX_CROP_TRIALS):
+            start = int(generator.integers(0, num_units - self.max_units + 1))
+            if self._keep_mask(edges, start, self.max_units, cropped=True).any():
+                break
+        return start, self.max_units
+
+    def _keep_mask(self, edges: torch.Tensor, start: int, length: int, cropped: bool) -> torch.Tensor:
+        inside = (edges.clamp(start, start + length) - start).diff(dim=-1)[:, 0]
+        keep = inside > 0
+        if cropped:
+            keep &= inside >= self.crop_overlap_threshold * edges.diff(dim=-1)[:, 0]
+        return keep
+
+    def _video_labels(self, row: Mapping[str, Any], edges: torch.Tensor, start: int, length: int) -> dict:
+        cropped = length < row["num_units"]
+        keep = self._keep_mask(edges, start, length, cropped).tolist()
+        class_labels, segments = [], []
+        for annotation, video_edges, kept in zip(row["annotations"], edges, keep):
+            if annotation["label"] not in self.class_index:
+                raise ValueError(
+                    f"Video {row['video_id']!r} has an annotation of {annotation['label']!r}, which is not one of the "
+                    f"{len(self.class_index)} class prompts; filter the dataset to these classes first "
+                    "(`zeetad_hf.data.filter_to_classes`)."
+                )
+            if kept:
+                class_labels.append(self.class_index[annotation["label"]])
+                segments.append((video_edges.clamp(start, start + length) - start) / length)
+        segments = torch.stack(segments) if segments else torch.zeros(0, 2, dtype=torch.float64)
+        return {
+            "class_labels": torch.tensor(class_labels, dtype=torch.long),
+            "segments": segment_se_to_cw(segments).to(torch.float32),
+        }
+
+    def __call__(self, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+        has_clip = [row["clip_feature_path"] is not None for row in rows]
+        if any(has_clip) and not all(has_clip):
+            raise ValueError("A batch mixes videos with and without `clip_feature_path`.")
+        features, clip_features, labels, video_metadata = [], [], [], []
+        for row in rows:
+            num_units = row["num_units"]
+            localization = load_features(row["feature_path"])
+            if localization.shape[0] != num_units:
+                raise ValueError(
+                    f"Video {row['video_id']!r}: {row['feature_path']} has {localization.shape[0]} units, the dataset "
+                    f"row says {num_units}; rebuild the dataset."
+                )
+            timing = {key: row[key] for key in ("fps", "feature_stride", "window_size")}
+            seconds = torch.tensor(
+                [[annotation["start"], annotation["end"]] for annotation in row["annotations"]], dtype=torch.float64
+            ).reshape(-1, 2)
+            # Unit-edge coordinates: unit i spans [i, i + 1].
+            edges = seconds_to_normalized_segments(seconds, num_units=num_units, **timing) * num_units
+            start, length = self._crop_window(row["video_id"], num_units, edges)
+            features.append(torch.from_numpy(localization[start : start + length]))
+            if row["clip_feature_path"] is not None:
+                clip = _resample(load_features(row["clip_feature_path"]), num_units)
+                clip_features.append(clip[start : start + length])
+            if self.class_index is not None:
+                labels.append(self._video_labels(row, edges, start, length))
+            video_metadata.append({**timing, "duration": row["duration"], "unit_offset": start})
+        input_features, feature_attention_mask = self.feature_extractor.pad_features(features)
+        batch = {
+            "input_features": input_features,
+            "feature_attention_mask": feature_attention_mask,
+            "video_ids": [row["video_id"] for row in rows],
+            "video_metadata": video_metadata,
+        }
+        if clip_features:
+            batch["clip_features"] = self.feature_extractor.pad_features(clip_features)[0]
+        if self.class_index is not None:
+            batch["labels"] = labels
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Inference and evaluation (shared with examples/evaluate.py)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def encode_class_prompts(processor: ZeetadProcessor, class_names: Sequence[str], device: torch.device) -> dict:
+    """`input_ids` / `attention_mask` of the processor's prompt templates filled with `class_names`, on `device`."""
+    encoded = processor(text=list(class_names))
+    return {"input_ids": encoded["input_ids"].to(device), "attention_mask": encoded["attention_mask"].to(device)}
+
+
+def _windowed_outputs(model, batch: Mapping[str, Any], index: int, text_embeds, windows) -> Any:
+    """Outputs of one video run window by window and merged over the whole video (as the pipeline does)."""
+    length = int(batch["feature_attention_mask"][index].sum())
+    window_outputs = []
+    for start, end in windows:
+        clip_features = batch.get("clip_features")
+        outputs = model(
+            input_features=batch["input_features"][index : index + 1, start:end],
+            clip_features=None if clip_features is None else clip_features[index : index + 1, start:end],
+            text_embeds=text_embeds,
+        )
+        window_outputs.append(
+            {key: getattr(outputs, key) for key in ("logits", "actionness_logits", "pred_segments", "feature_lengths")}
+        )
+    return merge_window_outputs(window_outputs, windows, length)
+
+
+def predict(
+    model: torch.nn.Module,
+    dataloader: DataLoader,
+    class_names: Sequence[str],
+    prompt_inputs: Mapping[str, torch.Tensor],
+    accelerator: Accelerator,
+    post_processing_kwargs: Mapping[str, Any] | None = None,
+    max_units: int | None = None,
+    window_overlap: float = 0.25,
+    gathered_video_ids: list | None = None,
+) -> dict[str, list[dict]]:
+    r"""
+    Detect `class_names` in every video of a prepared evaluation data loader, on all processes.
+
+    Each process post-processes its own videos; the per-video results are gathered with
+    `accelerator.gather_for_metrics(..., use_gather_object=True)`, which drops the samples Accelerate repeats to give
+    every process an equal number of batches, so each video is counted once.
+
+    Args:
+        model (`torch.nn.Module`):
+            A (possibly wrapped) [`ZeetadForTemporalActionDetection`]; put in eval mode here.
+        dataloader (`DataLoader`):
+            Prepared data loader whose batches come from [`ZeetadDataCollator`] without class names.
+        class_names (`Sequence[str]`):
+            Candidate classes, in the order of `prompt_inputs`.
+        prompt_inputs (`Mapping[str, torch.Tensor]`):
+            `input_ids` and `attention_mask` of the class prompts (see [`encode_class_prompts`]).
+        accelerator (`Accelerator`):
+            The accelerator that prepared `model` and `dataloader`.
+        post_processing_kwargs (`Mapping[str, Any]`, *optional*):
+            Extra arguments of [`post_process_temporal_action_detection`] (NMS settings).
+        max_units (`int`, *optional*):
+            Run videos longer than this as overlapping windows; `None` runs whole videos.
+        window_overlap (`float`, *optional*, defaults to 0.25):
+            Overlap fraction of the windows.
+        gathered_video_ids (`list`, *optional*):
+            When given, the video ids of the gathered results are appended to it in gathering order (debugging).
+
+    Returns:
+        `dict[str, list[dict]]`: ActivityNet-style results `{video_id: [{"label", "score", "segment": [start, end]}]}`
+        in seconds, identical on every process.
+    """
+    unwrapped = accelerator.unwrap_model(model)
+    feature_extractor = ZeetadFeatureExtractor()
+    post_processing_kwargs = dict(post_processing_kwargs or {})
+    model.eval()
+    results = {}
+    with torch.no_grad():
+        text_embeds = unwrapped.get_text_features(**prompt_inputs)
+        for batch in dataloader:
+            lengths = batch["feature_attention_mask"].sum(-1).tolist()
+            if max_units is None or max(lengths) <= max_units:
+                outputs = model(
+                    **{key: batch[key] for key in MODEL_INPUT_NAMES if key in batch and key != "labels"},
+                    text_embeds=text_embeds,
+                )
+                detections = post_process_temporal_action_detection(
+                    outputs, batch["video_metadata"], text_labels=class_names, **post_processing_kwargs
+                )
+            else:
+                detections = []
+                for index, (length, metadata) in enumerate(zip(lengths, batch["video_metadata"])):
+                    windows = feature_extractor.temporal_windows(int(length), max_units, window_overlap)
+                    detections += post_process_temporal_action_detection(
+                        _windowed_outputs(model, batch, index, text_embeds, windows),
+                        [metadata],
+                        text_labels=class_names,
+                        **post_processing_kwargs,
+                    )
+            records = [
+                (
+                    video_id,
+                    [
+                        {"label": label, "score": score, "segment": segment}
+                        for label, score, segment in zip(
+                            video["text_labels"], video["scores"].tolist(), video["segments"].tolist()
+                        )
+                    ],
+                )
+                for video_id, video in zip(batch["video_ids"], detections)
+            ]
+            for video_id, detections in accelerator.gather_for_metrics(records, use_gather_object=True):
+                if gathered_video_ids is not None:
+                    gathered_video_ids.append(video_id)
+                results[video_id] = detections
+    return results
+
+
+def score_predictions(
+    ground_truth: Mapping[str, Any], results: Mapping[str, list], classes: Sequence[str], tiou_thresholds
+) -> dict[str, Any]:
+    r"""
+    mAP of `results` against the ground truth restricted to `classes` (every video of `ground_truth` is scored).
+
+    Classes of `classes` without any ground-truth instance in these videos are not part of the official class set;
+    their predictions are ignored (the official evaluator would raise) and the classes are listed in
+    `"classes_without_ground_truth"`.
+
+    Returns:
+        `dict`: the output of [`~zeetad_hf.evaluation.temporal_action_map`] plus `"classes_without_ground_truth"`.
+    """
+    restricted = restrict_ground_truth(ground_truth, classes)
+    present = {item["label"] for video in restricted["database"].values() for item in video["annotations"]}
+    metrics = temporal_action_map(
+        restricted, {"results": dict(results)}, tiou_thresholds=list(tiou_thresholds), unknown_label="ignore"
+    )
+    metrics["classes_without_ground_truth"] = [name for name in classes if name not in present]
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Checkpoints and atomic files
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write `text` so that `path` holds either its old content or the complete new one, never a partial file."""
+    temporary = f"{path}{TEMPORARY_PREFIX}{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
+    """[`write_text_atomic`] of `payload` as indented JSON."""
+    write_text_atomic(path, json.dumps(payload, indent=2))
+
+
+def _fsync_tree(directory: str) -> None:
+    # Data must reach the disk before the rename publishes the folder, or a power cut could expose empty files.
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def _publish_directory(temporary: str, final: str) -> None:
+    """Atomically make the complete folder `temporary` appear as `final` (replacing an existing one)."""
+    _fsync_tree(temporary)
+    if os.path.exists(final):
+        stale = f"{os.path.join(os.path.dirname(final), TEMPORARY_PREFIX)}stale-{os.path.basename(final)}"
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(final, stale)
+        os.replace(temporary, final)
+        shutil.rmtree(stale)
+    else:
+        os.replace(temporary, final)
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, str]]:
+    """Complete checkpoints of `output_dir` as `(completed_steps, path)`, oldest first.
+
+    A folder counts only if its name is `step_<n>` or `epoch_<n>` and it holds `trainer_state.json`; temporary folders
+    of an interrupted save (`.tmp-...`) never match.
+    """
+    if not os.path.isdir(output_dir):
+        return []
+    checkpoints = []
+    for entry in os.scandir(output_dir):
+        state_path = os.path.join(entry.path, TRAINER_STATE_NAME)
+        if entry.is_dir() and CHECKPOINT_PATTERN.fullmatch(entry.name) and os.path.isfile(state_path):
+            with open(state_path, encoding="utf-8") as handle:
+                checkpoints.append((json.load(handle)["completed_steps"], entry.path))
+    return sorted(checkpoints)
+
+
+def find_latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The complete checkpoint of `output_dir` with the most completed steps, or `None`."""
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, name: str, trainer_state: dict, total_limit=None):
+    """`accelerator.save_state` into a temporary folder, then rename it to `output_dir/name` (all processes call it)."""
+    final = os.path.join(output_dir, name)
+    temporary = os.path.join(output_dir, f"{TEMPORARY_PREFIX}{name}")
+    if accelerator.is_main_process:
+        # A leftover of a killed save has the same name; it is never a checkpoint, so it can go.
+        shutil.rmtree(temporary, ignore_errors=True)
+        os.makedirs(temporary)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(temporary)
+    # Every process writes its own random states into the folder: wait for all before publishing it.
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json_atomic(os.path.join(temporary, TRAINER_STATE_NAME), trainer_state)
+        _publish_directory(temporary, final)
+        if total_limit is not None:
+            for _, path in list_checkpoints(output_dir)[:-total_limit]:
+                shutil.rmtree(path)
+        logger.info(f"Saved checkpoint {final}")
+    accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def has_accelerator() -> bool:
+    """Whether a GPU (or other torch accelerator) is present.
+
+    Without one, build the `Accelerator` with `cpu=True`: under `accelerate launch --multi_gpu --num_processes N` that
+    is what makes the N CPU processes form one gloo process group; without it each process silently trains alone.
+    """
+    if hasattr(torch, "accelerator"):  # torch >= 2.6: CUDA, MPS, XPU, ...
+        return torch.accelerator.is_available()
+    return torch.cuda.is_available()
+
+
+def _check_protocol(
+    train_dataset: Dataset, eval_dataset: Dataset, seen_classes: Sequence[str], unseen_classes: Sequence[str]
+) -> None:
+    overlap = sorted(set(seen_classes) & set(unseen_classes))
+    if overlap:
+        raise ValueError(f"Seen and unseen classes must be disjoint; both hold {overlap}.")
+    seen = set(seen_classes)
+    foreign = sorted(
+        {item["label"] for video in train_dataset["annotations"] for item in video if item["label"] not in seen}
+    )
+    if foreign:
+        raise ValueError(
+            f"The training set holds annotations of {len(foreign)} classes that are not seen classes (e.g. "
+            f"{foreign[:5]}); the zero-shot protocol trains on seen classes only: filter it with "
+            "`zeetad_hf.data.filter_to_classes(dataset, seen_classes, drop_empty=True)`."
+        )
+    unseen = set(unseen_classes)
+    if not any(item["label"] in unseen for video in eval_dataset["annotations"] for item in video):
+        # Found now rather than after the first epoch: the evaluator has no class to score.
+        raise ValueError("The evaluation set holds no annotation of the unseen classes: there is nothing to score.")
+
+
+def _optimizer(model: torch.nn.Module, args: ZeetadTrainingArguments) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters: no weight decay on biases, norms and scalars; own LR for text adapters."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups.setdefault((name.startswith("text_encoder."), parameter.ndim >= 2), []).append(parameter)
+    text_learning_rate = args.text_adapter_learning_rate or args.learning_rate
+    return torch.optim.AdamW(
+        [
+            {
+                "params": parameters,
+                "lr": text_learning_rate if is_text else args.learning_rate,
+                "weight_decay": args.weight_decay if decays else 0.0,
+            }
+            for (is_text, decays), parameters in sorted(groups.items())
+        ],
+        lr=args.learning_rate,
+    )
+
+
+def _dataloader(dataset, collator, batch_size: int, shuffle: bool, args: ZeetadTrainingArguments) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=collator,
+        num_workers=args.dataloader_num_workers,
+        # An own generator: creating an iterator (e.g. the skipping loader of a resumed epoch) draws its base seed
+        # from it instead of from the global generator that dropout uses.
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+
+
+def _model_inputs(batch: Mapping[str, Any], prompt_inputs: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    return {**{key: batch[key] for key in MODEL_INPUT_NAMES if key in batch}, **prompt_inputs}
+
+
+def _write_debug_log(args: ZeetadTrainingArguments, accelerator: Accelerator, debug_log: dict) -> None:
+    directory = os.path.join(args.output_dir, DEBUG_DIR)
+    os.makedirs(directory, exist_ok=True)
+    write_json_atomic(os.path.join(directory, f"rank_{accelerator.process_index}.json"), debug_log)
+
+
+def train(
+    model: torch.nn.Module,
+    processor: ZeetadProcessor,
+    train_dataset: Dataset,
+    eval_dataset: Dataset,
+    seen_classes: Sequence[str],
+    unseen_classes: Sequence[str],
+    args: ZeetadTrainingArguments,
+    model_card: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    r"""
+    Train ZEETAD on the seen classes of a zero-shot split and evaluate it on the unseen classes after every epoch.
+
+    Writes to `args.output_dir`: resumable checkpoints `step_<n>` / `epoch_<n>` (published atomically), the selected
+    model (`save_pretrained`) with the processor, `all_results.json` (per-epoch training loss and unseen-class mAP,
+    the selected epoch and its results) and `eval_predictions.json` (the selected model's unseen-class detections, in
+    the ActivityNet submission format, for `examples/evaluate.py`).
+
+    Args:
+        model ([`ZeetadForTemporalActionDetection`]):
+            The model to train (e.g. from `ZeetadForTemporalActionDetection.from_clip`). Seed before building it for a
+            reproducible initialisation.
+        processor ([`ZeetadProcessor`] or a CLIP tokenizer):
+            Its prompt templates and tokenizer encode the class names; saved with the model. A bare tokenizer is
+            wrapped into a [`ZeetadProcessor`] with a default [`ZeetadFeatureExtractor`].
+        train_dataset ([`~datasets.Dataset`]):
+            Training videos with seen-class annotations only (see [`~zeetad_hf.data.filter_to_classes`]).
+        eval_dataset ([`~datasets.Dataset`]):
+            Evaluation videos; every one is scored, against its annotations of `unseen_classes` only.
+        seen_classes (`Sequence[str]`):
+            Seen class names, the training prompts.
+        unseen_classes (`Sequence[str]`):
+            Unseen class names, the evaluation prompts.
+        args ([`ZeetadTrainingArguments`]):
+            Training settings.
+        model_card (`Mapping[str, Any]`, *optional*):
+            Arguments of [`~zeetad_hf.modelcard.build_model_card`] other than `results` and
+            `training_hyperparameters` (e.g. `model_name`, `base_model`, `dataset_name`, `split_setting`,
+            `split_indices`, `features`). When given, the card is filled with the selected epoch's unseen-class results
+            and this run's hyper-parameters and written to `output_dir/README.md` (before any push to the Hub).
+
+    Returns:
+        `dict[str, Any]`: the content of `all_results.json`.
+    """
+    # 1. Accelerator, seeds, protocol checks
+    accelerator = Accelerator(
+        cpu=args.use_cpu or not has_accelerator(),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=args.report_to if args.with_tracking else None,
+        project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    set_seed(args.seed, device_specific=True)
+    _check_protocol(train_dataset, eval_dataset, seen_classes, unseen_classes)
+    if not isinstance(processor, ZeetadProcessor):
+        processor = ZeetadProcessor(feature_extractor=ZeetadFeatureExtractor(), tokenizer=processor)
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+    seen_prompts = encode_class_prompts(processor, seen_classes, accelerator.device)
+    unseen_prompts = encode_class_prompts(processor, unseen_classes, accelerator.device)
+
+    tiou_thresholds = list(args.tiou_thresholds or THUMOS14_TIOU_THRESHOLDS)
+
+    # 2. Data: the training loader, the evaluation sets (unseen classes; optionally held-out training videos)
+    heldout_dataset = None
+    if args.heldout_percentage > 0:
+        split = train_dataset.train_test_split(test_size=args.heldout_percentage / 100, seed=args.seed, shuffle=True)
+        train_dataset, heldout_dataset = split["train"], split["test"]
+    train_collator = ZeetadDataCollator(seen_classes, args.max_units, args.crop_overlap_threshold, args.seed)
+    train_dataloader = accelerator.prepare(
+        _dataloader(train_dataset, train_collator, args.per_device_train_batch_size, True, args)
+    )
+    evaluation_sets = [_EvaluationSet("eval_unseen", eval_dataset, unseen_classes, unseen_prompts)]
+    if heldout_dataset is not None:
+        evaluation_sets.append(_EvaluationSet("heldout_seen", heldout_dataset, seen_classes, seen_prompts))
+    for evaluation in evaluation_sets:
+        loader = _dataloader(evaluation.dataset, ZeetadDataCollator(), args.per_device_eval_batch_size, False, args)
+        evaluation.dataloader = accelerator.prepare(loader)
+
+    # 3. Optimizer and schedule, counted in optimizer steps of the sharded loader
+    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    optimizer = _optimizer(model, args)
+    # The prepared scheduler steps once per process at every optimizer step, hence the factors.
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer=optimizer,
+        num_warmup_steps=args.num_warmup_steps * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    if args.with_tracking:
+        accelerator.init_trackers("zeetad", config={k: v for k, v in asdict(args).items() if not isinstance(v, list)})
+
+    # 4. Resume: model, optimizer, scheduler, random states, then the loop's own counters
+    completed_steps, history, best = 0, [], None
+    loss_totals = torch.zeros(2, dtype=torch.float64)  # this process's (loss sum, batches) in the current epoch
+    checkpoint = args.resume_from_checkpoint
+    if checkpoint == "latest":
+        checkpoint = find_latest_checkpoint(args.output_dir)
+        if checkpoint is None:
+            logger.info(f"No checkpoint in {args.output_dir}: starting from scratch.")
+    if checkpoint is not None:
+        with open(os.path.join(checkpoint, TRAINER_STATE_NAME), encoding="utf-8") as handle:
+            state = json.load(handle)
+        if state["steps_per_epoch"] != steps_per_epoch or state["num_processes"] != accelerator.num_processes:
+            raise ValueError(
+                f"Checkpoint {checkpoint} was written with {state['steps_per_epoch']} steps per epoch on "
+                f"{state['num_processes']} processes, this run has {steps_per_epoch} on {accelerator.num_processes}: "
+                "resume with the same data, batch size, accumulation and number of processes."
+            )
+        accelerator.load_state(checkpoint)
+        completed_steps, history, best = state["completed_steps"], state["history"], state["best"]
+        loss_totals = torch.tensor(state["epoch_loss_totals"][accelerator.process_index], dtype=torch.float64)
+        logger.info(f"Resumed from {checkpoint} at step {completed_steps}.")
+    starting_epoch, resume_batches = divmod(completed_steps, steps_per_epoch)
+    resume_batches *= args.gradient_accumulation_steps
+
+    def checkpoint_now(name: str, next_epoch: int) -> None:
+        trainer_state = {
+            "completed_steps": completed_steps,
+            "epoch": next_epoch,
+            "steps_per_epoch": steps_per_epoch,
+            "num_processes": accelerator.num_processes,
+            "history": history,
+            "best": best,
+            # one (loss sum, batches) row per process, restored by each on resume
+            "epoch_loss_totals": _collective(accelerator, loss_totals[None], accelerator.gather).tolist(),
+        }
+        save_checkpoint(accelerator, args.output_dir, name, trainer_state, args.checkpoints_total_limit)
+
+    # 5. Train; evaluate after every epoch
+    debug_log = {"num_processes": accelerator.num_processes, "process_index": accelerator.process_index}
+    debug_log.update(train_video_ids={}, eval_gathered_video_ids={})
+    progress_bar = tqdm(range(max_train_steps), initial=completed_steps, disable=not accelerator.is_local_main_process)
+    for epoch in range(starting_epoch, num_epochs):
+        if completed_steps >= max_train_steps:
+            break
+        model.train()
+        train_collator.set_epoch(epoch)
+        train_dataloader.set_epoch(epoch)
+        active_dataloader = train_dataloader
+        if epoch == starting_epoch and resume_batches:
+            active_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
+        for batch in active_dataloader:
+            if args.debug_data_log:
+                debug_log["train_video_ids"].setdefault(str(epoch), []).extend(batch["video_ids"])
+            with accelerator.accumulate(model):
+                loss = model(**_model_inputs(batch, seen_prompts)).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            loss_totals += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
+            if not accelerator.sync_gradients:
+                continue
+            completed_steps += 1
+            progress_bar.update(1)
+            progress_bar.set_postfix(loss=f"{loss.item():.4f}")
+            if args.with_tracking:
+                accelerator.log({"train_loss": loss.item(), "lr": lr_scheduler.get_last_lr()[0]}, step=completed_steps)
+            if completed_steps >= max_train_steps:
+                break
+            # A step that ends the epoch is checkpointed after the epoch's evaluation, below.
+            if _is_checkpoint_step(args, completed_steps) and completed_steps % steps_per_epoch:
+                checkpoint_now(f"step_{completed_steps}", epoch)
+
+        loss_sum, num_batches = _collective(accelerator, loss_totals, accelerator.reduce).tolist()
+        record = {"epoch": epoch, "completed_steps": completed_steps, "train_loss": loss_sum / max(num_batches, 1)}
+        predictions = {}
+        for evaluation in evaluation_sets:
+            gathered_ids = [] if args.debug_data_log and evaluation.name == "eval_unseen" else None
+            predictions[evaluation.name] = predict(
+                model,
+                evaluation.dataloader,
+                evaluation.classes,
+                evaluation.prompt_inputs,
+                accelerator,
+                args.post_processing_kwargs,
+                args.eval_max_units,
+                args.eval_window_overlap,
+                gathered_ids,
+            )
+            if gathered_ids is not None:
+                debug_log["eval_gathered_video_ids"][str(epoch)] = gathered_ids
+            if accelerator.is_main_process:
+                record[evaluation.name] = score_predictions(
+                    evaluation.ground_truth, predictions[evaluation.name], evaluation.classes, tiou_thresholds
+                )
+        if accelerator.is_main_process:
+            write_json_atomic(os.path.join(args.output_dir, PREDICTIONS_NAME), _submission(predictions["eval_unseen"]))
+        # Every process needs the scores (model selection): they were computed on the main process only.
+        record = broadcast_object_list([record], from_process=0)[0]
+        history.append(record)
+        unseen_map = record["eval_unseen"]["average_mAP"]
+        logger.info(f"epoch {epoch}: train loss {record['train_loss']:.4f}, unseen-class average mAP {unseen_map:.4f}")
+        if args.with_tracking:
+            accelerator.log(
+                {"epoch_train_loss": record["train_loss"], "eval_unseen_average_mAP": unseen_map}, step=completed_steps
+            )
+        if "heldout_seen" in record and (best is None or record["heldout_seen"]["average_mAP"] > best["metric"]):
+            best = {"epoch": epoch, "metric": record["heldout_seen"]["average_mAP"]}
+            best_dir = os.path.join(args.output_dir, BEST_MODEL_DIR)
+            _save_model(accelerator, model, processor, best_dir, predictions["eval_unseen"], atomic=True)
+        loss_totals.zero_()
+        if args.checkpointing_steps == "epoch":
+            checkpoint_now(f"epoch_{epoch}", epoch + 1)
+        elif _is_checkpoint_step(args, completed_steps):
+            checkpoint_now(f"step_{completed_steps}", epoch + 1)
+    progress_bar.close()
+
+    # 6. Final model, processor, results (and the Hub)
+    if best is None:
+        selected_epoch = history[-1]["epoch"] if history else None
+        _save_model(accelerator, model, processor, args.output_dir)
+    else:
+        selected_epoch = best["epoch"]
+        if accelerator.is_main_process:
+            _copy_files(os.path.join(args.output_dir, BEST_MODEL_DIR), args.output_dir)
+    selected = next((record for record in history if record["epoch"] == selected_epoch), None)
+    results = {
+        "model_selection": "heldout_seen_average_mAP" if best is not None else "last_epoch",
+        "selected_epoch": selected_epoch,
+        "completed_steps": completed_steps,
+        "seen_classes": list(seen_classes),
+        "unseen_classes": list(unseen_classes),
+        "tiou_thresholds": tiou_thresholds,
+        "train_loss": selected["train_loss"] if selected else None,
+        "eval_unseen_mAP": selected["eval_unseen"]["mAP"] if selected else None,
+        "eval_unseen_average_mAP": selected["eval_unseen"]["average_mAP"] if selected else None,
+        "epochs": history,
+    }
+    if accelerator.is_main_process:
+        write_json_atomic(os.path.join(args.output_dir, RESULTS_NAME), results)
+        if model_card is not None:
+            _write_model_card(model_card, results, args)
+        if args.push_to_hub:
+            _push_to_hub(args)
+    if args.debug_data_log:
+        _write_debug_log(args, accelerator, debug_log)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results
+
+
+@dataclass
+class _EvaluationSet:
+    """One per-epoch evaluation: videos, candidate classes and their prompts; the loader is added once prepared."""
+
+    name: str
+    dataset: Dataset
+    classes: Sequence[str]
+    prompt_inputs: Mapping[str, torch.Tensor]
+    dataloader: DataLoader | None = None
+    ground_truth: dict[str, Any] = field(init=False)
+
+    def __post_init__(self):
+        self.ground_truth = to_ground_truth(self.dataset)
+
+
+def _is_checkpoint_step(args: ZeetadTrainingArguments, completed_steps: int) -> bool:
+    every = args.checkpointing_steps
+    return every not in (None, "epoch") and completed_steps % int(every) == 0
+
+
+def _collective(accelerator: Accelerator, tensor: torch.Tensor, operation) -> torch.Tensor:
+    """`operation` (`accelerator.gather` or `accelerator.reduce`) of a CPU float64 tensor, result on the CPU."""
+    if accelerator.num_processes == 1:
+        # Nothing to exchange (this also spares MPS, which has no float64, a copy).
+        return tensor
+    return operation(tensor.to(accelerator.device)).cpu()
+
+
+def _submission(results: Mapping[str, list]) -> dict[str, Any]:
+    return {"version": "zeetad_hf", "external_data": {"used": False}, "results": dict(results)}
+
+
+def _save_model(accelerator, model, processor, directory: str, predictions=None, atomic: bool = False) -> None:
+    """`save_pretrained` of the unwrapped model and the processor (all processes call it; the main one writes).
+
+    With `atomic`, everything is written to a temporary folder first and published by renaming it to `directory`.
+    """
+    target = os.path.join(os.path.dirname(directory), f"{TEMPORARY_PREFIX}{os.path.basename(directory)}")
+    target = target if atomic else directory
+    accelerator.wait_for_everyone()
+    if atomic and accelerator.is_main_process:
+        shutil.rmtree(target, ignore_errors=True)
+    accelerator.unwrap_model(model).save_pretrained(target, is_main_process=accelerator.is_main_process)
+    if accelerator.is_main_process:
+        processor.save_pretrained(target)
+        if predictions is not None:
+            write_json_atomic(os.path.join(target, PREDICTIONS_NAME), _submission(predictions))
+        if atomic:
+            _publish_directory(target, directory)
+    accelerator.wait_for_everyone()
+
+
+def _write_model_card(card_arguments: Mapping[str, Any], results: Mapping[str, Any], args) -> None:
+    """Fill the model card from this run's selected unseen-class results and hyper-parameters."""
+    measured = None
+    if results["eval_unseen_mAP"] is not None:
+        measured = {
+            "tiou_thresholds": results["tiou_thresholds"],
+            "mAP": results["eval_unseen_mAP"],
+            "average_mAP": results["eval_unseen_average_mAP"],
+        }
+    hyperparameters = {
+        name: getattr(args, name)
+        for name in (
+            "learning_rate",
+            "weight_decay",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "num_train_epochs",
+            "lr_scheduler_type",
+            "num_warmup_steps",
+            "max_grad_norm",
+            "max_units",
+            "seed",
+        )
+    }
+    hyperparameters["model_selection"] = results["model_selection"]
+    card = build_model_card(**card_arguments, results=measured, training_hyperparameters=hyperparameters)
+    save_model_card(card, args.output_dir)
+
+
+def _copy_files(source: str, destination: str) -> None:
+    for entry in os.scandir(source):
+        if entry.is_file():
+            shutil.copy2(entry.path, os.path.join(destination, entry.name))
+
+
+def _push_to_hub(args: ZeetadTrainingArguments) -> None:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    repo_id = api.create_repo(
+        args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
+        private=args.hub_private_repo,
+        exist_ok=True,
+    ).repo_id
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=args.output_dir,
+        commit_message="End of training",
+        ignore_patterns=["step_*", "epoch_*", f"{TEMPORARY_PREFIX}*", f"{BEST_MODEL_DIR}/*", f"{DEBUG_DIR}/*"],
+    )
+
+
+__all__ = [
+    "BENCHMARKS",
+    "ZeetadDataCollator",
+    "ZeetadTrainingArguments",
+    "encode_class_prompts",
+    "find_latest_checkpoint",
+    "has_accelerator",
+    "list_checkpoints",
+    "load_benchmark",
+    "load_benchmark_ground_truth",
+    "parse_arguments",
+    "predict",
+    "save_checkpoint",
+    "score_predictions",
+    "train",
+    "write_json_atomic",
+    "write_text_atomic",
+]
