@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from transformers import HfArgumentParser
 
 from zeetad_hf import ZeetadForTemporalActionDetection, ZeetadProcessor
+from zeetad_hf.file_utils import atomic_write, write_json_atomic
 from zeetad_hf.training import (
     BENCHMARKS,
     ZeetadDataCollator,
@@ -33,8 +34,6 @@ from zeetad_hf.training import (
     parse_arguments,
     predict,
     score_predictions,
-    write_json_atomic,
-    write_text_atomic,
 )
 from zeetad_hf.zero_shot_splits import load_zero_shot_split, restrict_ground_truth
 
@@ -199,7 +198,8 @@ def main():
     }
     write_json_atomic(os.path.join(args.output_dir, "evaluation_results.json"), report)
     table = markdown_table(per_split, mean, tiou_thresholds)
-    write_text_atomic(os.path.join(args.output_dir, "evaluation_results.md"), table)
+    with atomic_write(os.path.join(args.output_dir, "evaluation_results.md")) as handle:
+        handle.write(table)
     print(table)
 
 

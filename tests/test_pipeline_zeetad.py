@@ -357,7 +357,8 @@ def test_remote_code_export_runs_where_zeetad_hf_is_not_installed(checkpoint, de
     export_dir = tmp_path / "remote"
     files = export_for_remote_code(model, processor, export_dir)
     modules = ("configuration", "modeling", "loss", "post_processing", "feature_extraction", "processing", "pipeline")
-    code_files = {f"{module}_zeetad.py" for module in modules} | {"segment_utils.py", "video_utils.py"}
+    code_files = {f"{module}_zeetad.py" for module in modules}
+    code_files |= {"segment_utils.py", "video_utils.py", "frame_embedding.py", "file_utils.py"}
     assert {file for file in files if file.endswith(".py")} == code_files
     assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json"} <= set(files)
     config = json.loads((export_dir / "config.json").read_text())

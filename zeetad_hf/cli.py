@@ -5,14 +5,14 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from tqdm.auto import tqdm
 from transformers import pipeline
 
+from .file_utils import write_json_atomic
 from .processing_zeetad import validate_labels
 from .video_utils import probe_video, units_for_duration
 from .visualization import plot_timeline, validate_ground_truth
@@ -213,22 +213,6 @@ def load_ground_truth(path: str, videos: Sequence[str]) -> dict[str, list]:
     return annotations
 
 
-def _write_json_atomically(data: Any, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    file_descriptor, temporary_path = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(file_descriptor, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-        os.replace(temporary_path, path)
-    except BaseException:
-        os.unlink(temporary_path)
-        raise
-
-
 def _detect(args: argparse.Namespace) -> None:
     # 1. Check everything that can be checked before the (slow) model load; probing names a missing or broken video.
     labels = parse_labels(args.labels)
@@ -283,7 +267,7 @@ def _detect(args: argparse.Namespace) -> None:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _write_json_atomically(results, args.output)
+        write_json_atomic(args.output, results)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,6 @@ the paper's published numbers appear in the text as a labelled reference, never 
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -17,6 +16,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .file_utils import atomic_write
 from .zero_shot_splits import load_zero_shot_split
 
 
@@ -289,19 +289,9 @@ def save_model_card(card: ModelCard, save_directory: str | os.PathLike) -> Path:
     Returns:
         `Path`: the path of the written `README.md`.
     """
-    directory = Path(save_directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "README.md"
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".README.md.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(str(card))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    path = Path(save_directory) / "README.md"
+    with atomic_write(path) as handle:
+        handle.write(str(card))
     return path
 
 

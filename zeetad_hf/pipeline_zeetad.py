@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
+from .frame_embedding import embed_video_frames
 from .modeling_zeetad import ZeetadTemporalActionDetectionOutput
 from .processing_zeetad import sampled_video_metadata, validate_labels, validate_prompt_templates
 from .video_utils import VideoFrameSampler
@@ -282,22 +283,6 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
                 f"{config.vision_config.image_size}x{config.vision_config.image_size} images."
             )
 
-    def _embed_video(
-        self,
-        sampler: VideoFrameSampler,
-        frame_batch_size: int,
-        progress_callback: Callable[[int], None] | None,
-    ) -> torch.Tensor:
-        """CLIP embeddings `(num_units, clip_dim)` of the sampled frames, one chunk of frames in memory at a time."""
-        vision_dtype = self.model.vision_encoder.dtype
-        embeddings = []
-        for frames, _ in sampler.iter_chunks(frame_batch_size):
-            pixel_values = self.processor.feature_extractor.preprocess_frames(frames)
-            embeddings.append(self.model.get_clip_features(pixel_values.to(self.device, vision_dtype)))
-            if progress_callback is not None:
-                progress_callback(len(frames))
-        return torch.cat(embeddings)
-
     def _forward(
         self,
         model_inputs: dict[str, Any],
@@ -309,8 +294,16 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         text_embeds = self.model.get_text_features(model_inputs["input_ids"], model_inputs["attention_mask"])
         if "sampler" in model_inputs:
             sampler = model_inputs["sampler"]
+            vision_dtype = self.model.vision_encoder.dtype
             # num_units, clip_dim: CLIP-only mode, the embeddings feed localization and classification
-            input_features, clip_features = self._embed_video(sampler, frame_batch_size, progress_callback), None
+            input_features = embed_video_frames(
+                sampler,
+                self.processor.feature_extractor,
+                lambda pixels: self.model.get_clip_features(pixels.to(self.device, vision_dtype)),
+                frame_batch_size,
+                progress_callback,
+            )
+            clip_features = None
             video_metadata = sampled_video_metadata(sampler)
         else:
             input_features = model_inputs["input_features"][0]

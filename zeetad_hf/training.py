@@ -55,6 +55,7 @@ from transformers import HfArgumentParser, get_scheduler
 from .data import load_activitynet_style, load_bmn_style, load_features, to_ground_truth
 from .evaluation import temporal_action_map
 from .feature_extraction_zeetad import ZeetadFeatureExtractor
+from .file_utils import write_json_atomic
 from .modelcard import build_model_card, save_model_card
 from .pipeline_zeetad import merge_window_outputs
 from .post_processing_zeetad import post_process_temporal_action_detection
@@ -643,21 +644,6 @@ def score_predictions(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` so that `path` holds either its old content or the complete new one, never a partial file."""
-    temporary = f"{path}{TEMPORARY_PREFIX}{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """[`write_text_atomic`] of `payload` as indented JSON."""
-    write_text_atomic(path, json.dumps(payload, indent=2))
-
-
 def _fsync_tree(directory: str) -> None:
     # Data must reach the disk before the rename publishes the folder, or a power cut could expose empty files.
     for root, _, files in os.walk(directory):
@@ -1173,6 +1159,4 @@ __all__ = [
     "save_checkpoint",
     "score_predictions",
     "train",
-    "write_json_atomic",
-    "write_text_atomic",
 ]

@@ -2,9 +2,10 @@
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from .file_utils import atomic_write
 
 
 if TYPE_CHECKING:
@@ -260,18 +261,8 @@ def plot_timeline(
     # Validate and draw before touching the file system, so bad input creates nothing.
     figure = timeline_figure(detections, duration=duration, ground_truth=ground_truth, title=title)
 
-    directory = os.path.dirname(os.path.abspath(output_path))
-    os.makedirs(directory, exist_ok=True)
-    file_descriptor, temporary_path = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(output_path)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(file_descriptor, "wb") as file:
-            figure.savefig(file, format="png")
-        os.replace(temporary_path, output_path)
-    except BaseException:
-        os.unlink(temporary_path)
-        raise
+    with atomic_write(output_path, "wb") as file:
+        figure.savefig(file, format="png")
     return output_path
 
 
