@@ -11,16 +11,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from tiny_models import PROMPT_WORDS, tiny_zeetad_config  # noqa: E402
 
-from zeetad_hf import ZeetadConfig, build_clip_tokenizer  # noqa: E402
+from zeetad_hf import build_clip_tokenizer  # noqa: E402
 
 
 # Tiny models gain nothing from intra-op threads, and on a 2-core box a second busy process makes 2 threads
 # ~10x slower than 1 (measured: 0.22 s vs 0.019 s per training step).
 torch.set_num_threads(1)
-
-
-PROMPT_WORDS = ("a", "video", "of", "person", "jumping", "running", "diving", "swimming", "throwing", "the")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,40 +44,3 @@ def tokenizer():
 def make_config(tokenizer):
     """Factory of tiny ZEETAD configs: `make_config(text_adapter_type="lora", ...)`."""
     return lambda **overrides: tiny_zeetad_config(tokenizer, **overrides)
-
-
-def tiny_text_config(tokenizer) -> dict:
-    return {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 16,
-        "projection_dim": 16,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-
-
-def tiny_zeetad_config(tokenizer, **overrides) -> ZeetadConfig:
-    """A ZEETAD config with hidden sizes of 32 and below (well under 1M parameters)."""
-    settings = {
-        "text_config": tiny_text_config(tokenizer),
-        "localization_feature_dim": 24,
-        "d_model": 32,
-        "num_attention_heads": 4,
-        "encoder_ffn_dim": 64,
-        "decoder_ffn_dim": 64,
-        "num_feature_levels": 3,
-        "encoder_layers": 1,
-        "decoder_layers": 2,
-        "num_queries": 8,
-        "semantic_adapter_dim": 8,
-        "text_adapter_bottleneck_dim": 8,
-        "lora_rank": 4,
-        "dropout": 0.0,
-    }
-    settings.update(overrides)
-    return ZeetadConfig(**settings)

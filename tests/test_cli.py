@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from transformers import CLIPConfig, CLIPModel
+from tiny_models import TINY_DETECTOR, save_tiny_clip
 
 from zeetad_hf import ZeetadFeatureExtractor, ZeetadForTemporalActionDetection, ZeetadProcessor, probe_video
 from zeetad_hf.cli import UsageError, load_ground_truth, main, plot_paths
@@ -36,32 +36,10 @@ def write_video(path, seconds: float, fps: int) -> Path:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tokenizer):
     """A saved tiny CLIP-only ZEETAD model with a 32x32 vision tower and its processor (4 units per second)."""
-    from conftest import tiny_text_config
-
     folder = tmp_path_factory.mktemp("cli-model")
-    vision_config = {
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "image_size": 32,
-        "patch_size": 8,
-        "projection_dim": 16,
-    }
-    clip_config = CLIPConfig(text_config=tiny_text_config(tokenizer), vision_config=vision_config, projection_dim=16)
-    CLIPModel(clip_config).save_pretrained(folder / "clip")
+    save_tiny_clip(folder / "clip", tokenizer)
     model = ZeetadForTemporalActionDetection.from_clip(
-        str(folder / "clip"),
-        load_vision=True,
-        localization_feature_dim=None,
-        d_model=32,
-        num_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        num_feature_levels=2,
-        encoder_layers=1,
-        decoder_layers=1,
-        num_queries=8,
+        str(folder / "clip"), load_vision=True, **{**TINY_DETECTOR, "num_feature_levels": 2, "decoder_layers": 1}
     )
     model.save_pretrained(folder / "zeetad")
     feature_extractor = ZeetadFeatureExtractor(

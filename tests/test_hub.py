@@ -21,8 +21,6 @@ FAKEHUB = Path(__file__).with_name("fakehub.py")
 REPO_ID = "user/tiny-zeetad"
 MISSING_REPO_ID = "user/does-not-exist"
 TASK = "zero-shot-temporal-action-detection"
-# Same words as conftest.PROMPT_WORDS; conftest itself is not importable here (it switches the Hub offline).
-PROMPT_WORDS = ("a", "video", "of", "person", "jumping", "running", "diving", "swimming", "throwing", "the")
 LABELS = ["jumping", "running", "diving"]
 NUM_UNITS = 20
 
@@ -109,41 +107,6 @@ def test_missing_repo_raises_the_usual_oserror(round_trip):
 # Child side: everything below runs in a subprocess whose environment points huggingface_hub at the stand-in Hub.
 
 
-def tiny_config(tokenizer):
-    from zeetad_hf import ZeetadConfig
-
-    text_config = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 16,
-        "projection_dim": 16,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    # conftest.tiny_zeetad_config, but CLIP-only (`localization_feature_dim=None`): the pipeline then runs on
-    # `{"clip_features", "fps", "feature_stride"}` alone.
-    return ZeetadConfig(
-        text_config=text_config,
-        localization_feature_dim=None,
-        d_model=32,
-        num_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        num_feature_levels=3,
-        encoder_layers=1,
-        decoder_layers=2,
-        num_queries=8,
-        semantic_adapter_dim=8,
-        text_adapter_bottleneck_dim=8,
-        lora_rank=4,
-        dropout=0.0,
-    )
-
-
 def model_outputs(model, processor, clip_features):
     import torch
 
@@ -164,6 +127,9 @@ def detect(detector, clip_features) -> list[dict]:
 def push(workdir: Path) -> dict:
     import torch
     from huggingface_hub import HfApi
+
+    # Imported here, after the environment points at the stand-in Hub (tiny_models imports transformers).
+    from tiny_models import PROMPT_WORDS, tiny_zeetad_config
     from transformers import AutoModel, pipeline
 
     from zeetad_hf import (
@@ -176,7 +142,8 @@ def push(workdir: Path) -> dict:
 
     torch.manual_seed(0)
     tokenizer = build_clip_tokenizer(PROMPT_WORDS, model_max_length=16)
-    model = ZeetadForTemporalActionDetection(tiny_config(tokenizer)).eval()
+    # CLIP-only: the pipeline then runs on `{"clip_features", "fps", "feature_stride"}` alone.
+    model = ZeetadForTemporalActionDetection(tiny_zeetad_config(tokenizer, localization_feature_dim=None)).eval()
     processor = ZeetadProcessor(feature_extractor=ZeetadFeatureExtractor(), tokenizer=tokenizer)
     clip_features = torch.randn(NUM_UNITS, model.config.clip_embedding_dim)
 

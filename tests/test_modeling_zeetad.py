@@ -3,7 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, CLIPConfig, CLIPModel
+from tiny_models import save_tiny_clip
+from transformers import AutoModel
 
 from zeetad_hf import ZeetadForTemporalActionDetection
 from zeetad_hf.modeling_zeetad import ZERO_INIT_ATTRIBUTE, ZeetadTemporalDeformableAttention
@@ -126,30 +127,9 @@ def test_loss_and_gradients_reach_adapters_and_heads_only(make_config, tokenizer
         assert model.get_parameter(name).grad.abs().sum() > 0, name
 
 
-def _save_tiny_clip(tmp_path, tokenizer, with_vision=True):
-    from conftest import tiny_text_config
-
-    clip_config = CLIPConfig(
-        text_config=tiny_text_config(tokenizer),
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": 32,
-            "patch_size": 8,
-            "projection_dim": 16,
-        },
-        projection_dim=16,
-    )
-    clip = CLIPModel(clip_config).eval()
-    clip.save_pretrained(tmp_path / "clip")
-    return clip, tmp_path / "clip"
-
-
 @pytest.mark.parametrize("adapter", ["bottleneck", "lora", None])
 def test_from_clip_loads_weights_and_adapters_start_as_identity(make_config, tokenizer, tmp_path, adapter):
-    clip, clip_dir = _save_tiny_clip(tmp_path, tokenizer)
+    clip, clip_dir = save_tiny_clip(tmp_path / "clip", tokenizer)
     model = ZeetadForTemporalActionDetection.from_clip(
         str(clip_dir),
         load_vision=True,
@@ -174,7 +154,7 @@ def test_from_clip_loads_weights_and_adapters_start_as_identity(make_config, tok
 
 
 def test_from_clip_without_vision_has_no_tower(tokenizer, tmp_path):
-    _, clip_dir = _save_tiny_clip(tmp_path, tokenizer)
+    _, clip_dir = save_tiny_clip(tmp_path / "clip", tokenizer)
     model = ZeetadForTemporalActionDetection.from_clip(str(clip_dir), d_model=32, num_attention_heads=4)
     assert model.vision_encoder is None and model.config.vision_config is None
     with pytest.raises(ValueError, match="no CLIP vision tower"):

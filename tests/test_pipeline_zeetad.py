@@ -12,9 +12,9 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_text_config
 from test_video_utils import BAD_VIDEO_ERRORS, make_bad_videos, write_video
-from transformers import CLIPConfig, CLIPModel, pipeline
+from tiny_models import TINY_DETECTOR, save_tiny_clip
+from transformers import pipeline
 
 from zeetad_hf import (
     ZeetadFeatureExtractor,
@@ -28,36 +28,13 @@ from zeetad_hf import (
 
 TASK = "zero-shot-temporal-action-detection"
 LABELS = ["jumping", "diving"]
-TINY_DETECTOR = {
-    "d_model": 32,
-    "num_attention_heads": 4,
-    "encoder_ffn_dim": 64,
-    "decoder_ffn_dim": 64,
-    "num_feature_levels": 3,
-    "encoder_layers": 1,
-    "decoder_layers": 2,
-    "num_queries": 8,
-    "semantic_adapter_dim": 8,
-    "text_adapter_bottleneck_dim": 8,
-    "dropout": 0.0,
-}
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tokenizer):
     """A tiny CLIP-only ZEETAD with a vision tower, saved with model.save_pretrained + processor.save_pretrained."""
     folder = tmp_path_factory.mktemp("checkpoint")
-    vision_config = {
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "image_size": 32,
-        "patch_size": 8,
-        "projection_dim": 16,
-    }
-    clip_config = CLIPConfig(text_config=tiny_text_config(tokenizer), vision_config=vision_config, projection_dim=16)
-    CLIPModel(clip_config).save_pretrained(folder / "clip")
+    save_tiny_clip(folder / "clip", tokenizer)
     torch.manual_seed(0)
     model = ZeetadForTemporalActionDetection.from_clip(str(folder / "clip"), load_vision=True, **TINY_DETECTOR).eval()
     extractor = ZeetadFeatureExtractor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
-from conftest import tiny_text_config, tiny_zeetad_config
 from datasets import Dataset
 from safetensors.torch import load_file
-from transformers import CLIPConfig, CLIPModel
+from tiny_models import TINY_DETECTOR, save_tiny_clip, tiny_zeetad_config
 
 from zeetad_hf import (
     ZeetadFeatureExtractor,
@@ -306,19 +305,8 @@ def test_latest_never_picks_a_temporary_or_incomplete_folder(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 
 TEMPLATE_WORDS = ("a", "video", "of", "person")
-TINY_MODEL_OVERRIDES = {
-    "d_model": 32,
-    "num_attention_heads": 4,
-    "encoder_ffn_dim": 64,
-    "decoder_ffn_dim": 64,
-    "num_feature_levels": 3,
-    "encoder_layers": 1,
-    "decoder_layers": 2,
-    "num_queries": 8,
-    "semantic_adapter_dim": 8,
-    "text_adapter_bottleneck_dim": 8,
-    "dropout": 0.1,  # dropout on: its random draws must survive the resume too
-}
+# dropout on: its random draws must survive the resume too
+TINY_MODEL_OVERRIDES = {**TINY_DETECTOR, "dropout": 0.1}
 
 
 def write_tiny_benchmark(directory: Path, num_train: int, num_eval: int) -> dict[str, str]:
@@ -358,20 +346,8 @@ def write_tiny_benchmark(directory: Path, num_train: int, num_eval: int) -> dict
     tokenizer = build_clip_tokenizer(
         TEMPLATE_WORDS + tuple(name.lower() for name in seen + unseen), model_max_length=16
     )
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 4,
-        "image_size": 32,
-        "patch_size": 8,
-    }
     torch.manual_seed(0)
-    clip = CLIPModel(
-        CLIPConfig(text_config=tiny_text_config(tokenizer), vision_config=vision, projection_dim=CLIP_DIM)
-    )
-    clip.save_pretrained(directory / "tiny-clip")
-    tokenizer.save_pretrained(directory / "tiny-clip")
+    save_tiny_clip(directory / "tiny-clip", tokenizer, num_hidden_layers=1)
     return {
         "annotations": str(annotation_path),
         "features": str(features),

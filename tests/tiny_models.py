@@ -1,0 +1,68 @@
+"""Tiny offline CLIP/ZEETAD builders shared by the tests (no environment side effects: safe in child processes)."""
+
+from pathlib import Path
+
+from transformers import CLIPConfig, CLIPModel
+
+from zeetad_hf import ZeetadConfig
+
+
+PROMPT_WORDS = ("a", "video", "of", "person", "jumping", "running", "diving", "swimming", "throwing", "the")
+
+# Detector settings of every tiny ZEETAD in the tests (hidden sizes of 32 and below, well under 1M parameters).
+TINY_DETECTOR = {
+    "d_model": 32,
+    "num_attention_heads": 4,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "num_feature_levels": 3,
+    "encoder_layers": 1,
+    "decoder_layers": 2,
+    "num_queries": 8,
+    "semantic_adapter_dim": 8,
+    "text_adapter_bottleneck_dim": 8,
+    "lora_rank": 4,
+    "dropout": 0.0,
+}
+
+TINY_VISION_CONFIG = {
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "image_size": 32,
+    "patch_size": 8,
+    "projection_dim": 16,
+}
+
+
+def tiny_text_config(tokenizer) -> dict:
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 16,
+        "projection_dim": 16,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def tiny_zeetad_config(tokenizer, **overrides) -> ZeetadConfig:
+    """A tiny ZEETAD config with 24-d localization features (override `localization_feature_dim=None` for CLIP-only)."""
+    settings = {"text_config": tiny_text_config(tokenizer), "localization_feature_dim": 24, **TINY_DETECTOR}
+    settings.update(overrides)
+    return ZeetadConfig(**settings)
+
+
+def save_tiny_clip(folder: Path, tokenizer, **vision_overrides) -> tuple[CLIPModel, Path]:
+    """A random tiny CLIP (text + 32x32 vision tower, 16-d joint space) saved with its tokenizer to `folder`."""
+    vision_config = {**TINY_VISION_CONFIG, **vision_overrides}
+    clip_config = CLIPConfig(text_config=tiny_text_config(tokenizer), vision_config=vision_config, projection_dim=16)
+    clip = CLIPModel(clip_config).eval()
+    clip.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return clip, Path(folder)
