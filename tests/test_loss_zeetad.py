@@ -483,3 +483,32 @@ def test_mismatched_output_shapes_raise_value_error():
     auxiliary_outputs[1]["pred_segments"] = auxiliary_outputs[1]["pred_segments"][..., :1]
     with pytest.raises(ValueError, match=r"auxiliary_outputs\[1\].*pred_segments"):
         run_loss(criterion, outputs, feature_mask, labels, auxiliary_outputs)
+
+
+def _average_in_process(rank: int, port: int, values: list[float], results) -> None:
+    import torch.distributed as dist
+
+    from zeetad_hf.loss_zeetad import average_across_processes
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=len(values))
+    try:
+        results[rank] = average_across_processes(values[rank])
+    finally:
+        dist.destroy_process_group()
+
+
+def test_segment_count_is_averaged_across_processes():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from zeetad_hf.loss_zeetad import average_across_processes
+
+    assert average_across_processes(5) == 5.0  # no process group: the local value
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    manager = mp.Manager()
+    results = manager.dict()
+    mp.spawn(_average_in_process, args=(port, [2.0, 4.0], results), nprocs=2, join=True)
+    assert dict(results) == {0: 3.0, 1: 3.0}

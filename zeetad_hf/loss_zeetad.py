@@ -281,6 +281,21 @@ def foreground_targets(labels: Sequence[Mapping[str, torch.Tensor]], feature_mas
     return targets
 
 
+def average_across_processes(value: float) -> float:
+    """Mean of `value` over the processes of an initialised `torch.distributed` group (the value itself otherwise).
+
+    Normalising by the average number of segments per process, rather than this process's own count, gives every
+    segment of the global batch the same weight once DDP averages the gradients (the DETR convention).
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return float(value)
+    total = torch.tensor([float(value)], dtype=torch.float64)
+    if torch.distributed.get_backend() == "nccl":
+        total = total.cuda()
+    torch.distributed.all_reduce(total)
+    return total.item() / torch.distributed.get_world_size()
+
+
 class ZeetadLoss(nn.Module):
     """
     Set criterion of [`ZeetadForTemporalActionDetection`]: Hungarian matching, then actionness, class, L1, gIoU and
@@ -415,7 +430,8 @@ class ZeetadLoss(nn.Module):
         _validate_labels(labels, batch_size=batch_size, num_classes=num_classes)
 
         # 2. Normaliser: number of ground-truth segments in the batch, known from shapes (no device sync).
-        num_segments = float(max(sum(video_labels["class_labels"].shape[0] for video_labels in labels), 1))
+        num_segments = average_across_processes(sum(video_labels["class_labels"].shape[0] for video_labels in labels))
+        num_segments = max(num_segments, 1.0)
 
         # 3. Query losses of the final decoder layer.
         loss_dict = self._query_losses(class_logits, actionness_logits, pred_segments, labels, num_segments)
