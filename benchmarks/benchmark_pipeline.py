@@ -162,6 +162,7 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rss-minutes", default="6,60", help="comma-separated video lengths for the memory part")
+    parser.add_argument("--part", choices=("all", "throughput", "memory"), default="all")
     parser.add_argument("--rss-case", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -171,7 +172,10 @@ def main():
     if args.rss_case is not None:
         print(json.dumps(peak_rss_case(args.rss_case)))
         return
-    throughput(args.seconds, args.sampling_fps, args.batch)
+    if args.part in ("all", "throughput"):
+        throughput(args.seconds, args.sampling_fps, args.batch)
+    if args.part == "throughput":
+        return
 
     print("\n| video length | units (1 fps) | pipeline seconds | peak RSS before call (MiB) | peak RSS (MiB) |")
     print("|---|---|---|---|---|")
