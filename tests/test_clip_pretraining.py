@@ -1,0 +1,52 @@
+import json
+
+import torch
+from transformers import CLIPModel
+
+from zeetad_hf import ZeetadForTemporalActionDetection
+from zeetad_hf.clip_pretraining import (
+    FAST_CLIP_PRETRAINING,
+    contrastive_loss,
+    frame_feature_extractor,
+    run_clip_pretraining,
+)
+from zeetad_hf.synthetic_world import class_frames, fast_world_config
+
+
+def test_contrastive_loss_treats_repeated_phrases_as_positives():
+    images = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]]), dim=-1)
+    scale = torch.tensor(2.0)
+    # with distinct phrases it is CLIP's symmetric InfoNCE
+    logits = scale.exp() * images @ images.T
+    targets = torch.arange(3)
+    expected = 0.5 * (
+        torch.nn.functional.cross_entropy(logits, targets) + torch.nn.functional.cross_entropy(logits.T, targets)
+    )
+    torch.testing.assert_close(contrastive_loss(images, images, scale, torch.tensor([0, 1, 2])), expected)
+    # with a shared phrase either caption is an equally right answer for either image: swapping them changes nothing
+    swapped = images[[1, 0, 2]]
+    shared = torch.tensor([0, 0, 1])
+    torch.testing.assert_close(
+        contrastive_loss(images, swapped, scale, shared), contrastive_loss(images, images, scale, shared)
+    )
+    assert contrastive_loss(images, swapped, scale, targets) > expected
+
+
+def test_fast_pretraining_learns_and_saves_a_loadable_clip(tmp_path):
+    world = fast_world_config()
+    summary = run_clip_pretraining(tmp_path / "clip", world, FAST_CLIP_PRETRAINING)
+    assert summary["final_loss"] < summary["initial_loss"] - 0.3
+    for name in ("seen", "unseen", "unseen_all_classes"):
+        assert 0.0 <= summary[f"{name}_accuracy"] <= 1.0
+    saved = json.loads((tmp_path / "clip" / "pretraining.json").read_text())
+    assert saved["final_loss"] == summary["final_loss"]
+
+    model = ZeetadForTemporalActionDetection.from_clip(
+        str(tmp_path / "clip"), load_vision=True, d_model=32, num_attention_heads=4, num_queries=8
+    )
+    clip = CLIPModel.from_pretrained(tmp_path / "clip")
+    frames, _ = class_frames(world, world.class_names[:2], frames_per_class=2)
+    pixel_values = frame_feature_extractor(world.frame_size).preprocess_frames(frames)
+    with torch.no_grad():
+        expected = clip.get_image_features(pixel_values=pixel_values).pooler_output
+        torch.testing.assert_close(model.get_clip_features(pixel_values), expected)

@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pytest
+
+from zeetad_hf.synthetic_world import (
+    WorldConfig,
+    caption_dataset,
+    caption_phrases,
+    class_frames,
+    draw_zero_shot_split,
+    fast_world_config,
+    generate_world,
+    iter_video_frames,
+    plan_world,
+)
+from zeetad_hf.video_utils import VideoFrameSampler
+
+
+def small_world(seed: int = 0) -> WorldConfig:
+    """8 classes, one 8-10 s video each: a few seconds to write."""
+    return WorldConfig(
+        colours=("red", "blue"),
+        objects=("ball", "box"),
+        movements=("bouncing", "sliding"),
+        videos_per_class=1,
+        validation_videos_per_class=0,
+        duration_range=(8.0, 10.0),
+        instances_range=(1, 2),
+        action_duration_range=(2.0, 3.0),
+        seed=seed,
+    )
+
+
+def test_world_is_deterministic():
+    config = fast_world_config(seed=3)
+    first, second = plan_world(config), plan_world(config)
+    assert [(plan.video_id, plan.duration, plan.instances) for plan in first] == [
+        (plan.video_id, plan.duration, plan.instances) for plan in second
+    ]
+    frames = [np.stack(list(iter_video_frames(first[0], config))) for _ in range(2)]
+    np.testing.assert_array_equal(frames[0], frames[1])
+    images_a, captions_a, _ = caption_dataset(config, 16, seed=1)
+    images_b, captions_b, _ = caption_dataset(config, 16, seed=1)
+    np.testing.assert_array_equal(images_a, images_b)
+    assert captions_a == captions_b
+    assert draw_zero_shot_split(config) == draw_zero_shot_split(fast_world_config(seed=3))
+    # another seed gives another world
+    assert plan_world(fast_world_config(seed=4))[0].duration != first[0].duration
+
+
+@pytest.mark.parametrize("config", [WorldConfig(), fast_world_config()], ids=["default", "fast"])
+def test_annotations_inside_video_and_disjoint(config):
+    plans = plan_world(config)
+    assert len(plans) == len(config.class_names) * config.videos_per_class
+    for plan in plans:
+        assert config.duration_range[0] - 1 / config.fps <= plan.duration <= config.duration_range[1] + 1 / config.fps
+        segments = sorted((item["start"], item["end"]) for item in plan.instances)
+        assert len(segments) >= 1
+        for start, end in segments:
+            assert 0.0 < start < end < plan.duration
+        for (_, previous_end), (next_start, _) in zip(segments, segments[1:]):
+            assert next_start > previous_end
+    # every class has evaluation videos, whichever side of the split it falls on
+    validation_labels = {item["label"] for plan in plans if plan.subset == "validation" for item in plan.instances}
+    assert validation_labels == set(config.class_names)
+
+
+def test_split_is_disjoint_and_covers_every_word():
+    config = WorldConfig()
+    seen, unseen = draw_zero_shot_split(config)
+    assert set(seen).isdisjoint(unseen)
+    assert set(seen) | set(unseen) == set(config.class_names)
+    assert len(unseen) == round(0.25 * len(config.class_names))
+    assert {word for name in seen for word in name.split()} == {
+        *config.colours,
+        *config.objects,
+        *config.movements,
+    }
+    assert draw_zero_shot_split(WorldConfig(seed=1)) != (seen, unseen)
+
+
+def test_captions_never_name_an_unseen_class():
+    config = fast_world_config()
+    _, unseen = draw_zero_shot_split(config)
+    assert not {phrase for phrase, _ in caption_phrases(config)} & set(unseen)
+    _, captions, phrases = caption_dataset(config, 400)
+    assert not set(phrases) & set(unseen)
+    for caption in captions:
+        assert not any(name in caption for name in unseen), caption
+    # yet every word of every unseen class is in the captions
+    words = {word.strip(".") for caption in captions for word in caption.split()}
+    assert {word for name in unseen for word in name.split()} <= words
+
+
+def test_class_frames_differ_between_classes():
+    config = fast_world_config()
+    frames, labels = class_frames(config, config.class_names[:3], frames_per_class=2)
+    assert frames.shape == (6, config.frame_size, config.frame_size, 3) and frames.dtype == np.uint8
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_generated_videos_decode_with_annotated_duration(tmp_path):
+    config = small_world()
+    result = generate_world(tmp_path, config)
+    annotations = json.loads((tmp_path / "annotations.json").read_text())["database"]
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert split == {"seen": result["seen"], "unseen": result["unseen"]}
+    assert len(annotations) == 8
+    sampling_fps = 2.0
+    for video_id, entry in annotations.items():
+        sampler = VideoFrameSampler(tmp_path / "videos" / f"{video_id}.mp4", sampling_fps)
+        frames = np.concatenate([chunk for chunk, _ in sampler.iter_chunks()])
+        assert frames.shape[1:] == (config.frame_size, config.frame_size, 3)
+        assert sampler.duration == pytest.approx(entry["duration"], abs=1e-3)
+        assert len(frames) == sampler.num_units == int(np.ceil(entry["duration"] * sampling_fps - 1e-6))
+        assert entry["fps"] == config.fps and entry["subset"] == "training"
+    # a second call keeps the existing files
+    before = {path.name: path.stat().st_mtime_ns for path in (tmp_path / "videos").iterdir()}
+    generate_world(tmp_path, config)
+    assert before == {path.name: path.stat().st_mtime_ns for path in (tmp_path / "videos").iterdir()}
+
+
+def test_invalid_world_settings():
+    with pytest.raises(ValueError, match="colours"):
+        WorldConfig(colours=("red", "magenta"))
+    with pytest.raises(ValueError, match="duration_range"):
+        WorldConfig(duration_range=(5.0, 10.0))
+    with pytest.raises(ValueError, match="unseen_fraction"):
+        WorldConfig(unseen_fraction=1.0)

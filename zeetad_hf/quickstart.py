@@ -1,0 +1,334 @@
+"""The offline quickstart: a generated video world, a small CLIP pretrained on it, zero-shot ZEETAD training on the seen
+classes and evaluation on the unseen ones (strict protocol), beside baselines trained and scored the same way.
+
+Stages, each cached in its own folder of `output_dir` under the hash of the settings it depends on (a changed
+setting rebuilds that stage and every later one; `force=True` rebuilds everything):
+
+1. `world/`: mp4 videos, ActivityNet-style `annotations.json`, `split.json` ([`~zeetad_hf.synthetic_world`]).
+2. `clip/`: a small CLIP pretrained on captioned still images of the world ([`~zeetad_hf.clip_pretraining`]).
+3. `features/`: CLIP frame embeddings of every video through the processor's frame preprocessing and the model's
+   vision tower ([`~zeetad_hf.frame_embedding.extract_video_features`]).
+4. `runs/<variant>/`: [`~zeetad_hf.training.train`] on the seen classes, evaluated on the unseen classes, for each
+   text-side variant: `random_text` (fixed random class embeddings in place of the text encoder: chance), `frozen`
+   (CLIP text encoder, no adapters), `lora`, `bottleneck`.
+5. `results.json` / `results.md`: the table.
+6. `detections.json` / `timeline.png`: `pipeline("zero-shot-temporal-action-detection")` with the `bottleneck` model
+   (the paper's adapters, fixed in advance: no variant is chosen by its unseen-class score) on a held-out video that
+   holds unseen-class actions, with the unseen class names as candidate labels, plotted beside the ground truth.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import CLIPTokenizer
+from transformers.utils import logging
+
+from .clip_pretraining import (
+    FAST_CLIP_PRETRAINING,
+    ClipPretrainingConfig,
+    frame_feature_extractor,
+    run_clip_pretraining,
+)
+from .data import filter_to_classes, load_activitynet_style
+from .file_utils import atomic_write, write_json_atomic
+from .frame_embedding import extract_video_features
+from .modeling_zeetad import ZeetadForTemporalActionDetection
+from .processing_zeetad import ZeetadProcessor
+from .synthetic_world import PROMPT_TEMPLATE, WorldConfig, fast_world_config, generate_world
+from .training import ZeetadTrainingArguments, train
+from .visualization import plot_timeline
+
+
+logger = logging.get_logger(__name__)
+
+VARIANTS = ("random_text", "frozen", "lora", "bottleneck")
+# text_adapter_type of each variant (the random-text baseline never runs its text encoder)
+ADAPTER_TYPES = {"random_text": None, "frozen": None, "lora": "lora", "bottleneck": "bottleneck"}
+STAGE_SETTINGS_NAME = "stage_settings.json"
+
+
+@dataclass(frozen=True)
+class QuickstartSettings:
+    r"""
+    Every setting of a quickstart run.
+
+    Args:
+        world ([`WorldConfig`]):
+            The generated world.
+        clip ([`ClipPretrainingConfig`]):
+            The small CLIP and its pretraining.
+        sampling_fps (`float`, *optional*, defaults to 2.0):
+            Temporal units per second of video (frames embedded per second).
+        model_overrides (`dict`, *optional*):
+            [`ZeetadConfig`] fields of the ZEETAD model built with `from_clip`.
+        training (`dict`, *optional*):
+            [`ZeetadTrainingArguments`] fields (other than `output_dir`).
+        variants (`tuple[str, ...]`, *optional*, defaults to all of `VARIANTS`):
+            Text-side variants to train and score.
+    """
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    clip: ClipPretrainingConfig = field(default_factory=ClipPretrainingConfig)
+    sampling_fps: float = 2.0
+    model_overrides: dict[str, Any] = field(
+        default_factory=lambda: {
+            "d_model": 64,
+            "num_attention_heads": 4,
+            "num_feature_levels": 3,
+            "encoder_layers": 2,
+            "decoder_layers": 2,
+            "encoder_ffn_dim": 128,
+            "decoder_ffn_dim": 128,
+            "num_queries": 16,
+            "semantic_adapter_dim": 32,
+            "text_adapter_bottleneck_dim": 16,
+            "lora_rank": 4,
+            "lora_alpha": 8,
+            "dropout": 0.0,
+        }
+    )
+    training: dict[str, Any] = field(
+        default_factory=lambda: {
+            "per_device_train_batch_size": 4,
+            "learning_rate": 1e-3,
+            "num_train_epochs": 12,
+            "num_warmup_steps": 10,
+            "weight_decay": 0.01,
+            "use_cpu": True,
+            "seed": 0,
+        }
+    )
+    variants: tuple[str, ...] = VARIANTS
+
+    def __post_init__(self):
+        unknown = [variant for variant in self.variants if variant not in VARIANTS]
+        if unknown or not self.variants:
+            raise ValueError(f"`variants` must be a non-empty subset of {VARIANTS}, got {list(self.variants)}.")
+
+
+def fast_settings() -> QuickstartSettings:
+    """Settings of `--fast` (the test suite's run): the small world, a short CLIP pretraining and 8 epochs per variant."""
+    clip = replace(FAST_CLIP_PRETRAINING, num_images=1024, num_steps=150)
+    settings = QuickstartSettings(world=fast_world_config(), clip=clip)
+    return replace(settings, training={**settings.training, "num_train_epochs": 8})
+
+
+def _stage_key(*parts: Any) -> str:
+    """A short hash of the JSON of everything a stage depends on."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _stage_is_current(directory: Path, key: str, force: bool) -> bool:
+    """Whether `directory` holds a finished stage built with `key`; otherwise it is emptied for a rebuild."""
+    marker = directory / STAGE_SETTINGS_NAME
+    if not force and marker.exists() and json.loads(marker.read_text())["key"] == key:
+        return True
+    if directory.exists():
+        shutil.rmtree(directory)
+    return False
+
+
+def _finish_stage(directory: Path, key: str, settings: Any) -> None:
+    # written last: a stage interrupted before this point is rebuilt by the next run
+    write_json_atomic(directory / STAGE_SETTINGS_NAME, {"key": key, "settings": settings})
+
+
+class RandomTextZeetad(ZeetadForTemporalActionDetection):
+    """ZEETAD whose class embeddings are fixed random unit vectors (one per prompt): the chance baseline.
+
+    Everything else (localization, semantic adapter, training, post-processing) is unchanged, so the gap to the
+    other variants is what the pretrained text encoder contributes.
+    """
+
+    def get_text_features(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None):
+        # num_classes, ... -> num_classes, flattened tokens; the same prompt always gets the same vector
+        flat_ids = input_ids.reshape(input_ids.shape[0], -1).cpu().numpy()
+        vectors = [
+            torch.from_numpy(
+                np.random.default_rng(zlib.crc32(ids.tobytes())).standard_normal(self.config.clip_embedding_dim)
+            )
+            for ids in flat_ids
+        ]
+        return F.normalize(torch.stack(vectors).float().to(input_ids.device), dim=-1)
+
+
+def _extract_features(world_dir: Path, clip_dir: Path, feature_dir: Path, sampling_fps: float) -> None:
+    """Embed every video's frames with the CLIP vision tower as loaded into ZEETAD (the pipeline's own path)."""
+    clip_model = ZeetadForTemporalActionDetection.from_clip(str(clip_dir), load_vision=True)
+    clip_model.eval()
+    extractor = frame_feature_extractor(clip_model.config.vision_config.image_size)
+    extractor.sampling_fps = sampling_fps
+    videos = sorted(str(path) for path in (world_dir / "videos").glob("*.mp4"))
+    progress = tqdm(videos, desc="3/5 frame embeddings", unit="video")
+    for path in progress:
+        extract_video_features([path], str(feature_dir), extractor, clip_model.get_clip_features, 256)
+
+
+def _processor(clip_dir: Path, world: WorldConfig, sampling_fps: float) -> ZeetadProcessor:
+    """The processor saved with every model: the world's frame size and sampling rate, the CLIP's tokenizer."""
+    extractor = frame_feature_extractor(world.frame_size)
+    extractor.sampling_fps = sampling_fps
+    return ZeetadProcessor(extractor, CLIPTokenizer.from_pretrained(clip_dir), prompt_templates=(PROMPT_TEMPLATE,))
+
+
+def _train_variant(
+    variant: str, settings: QuickstartSettings, paths: dict[str, Path], seen: list[str], unseen: list[str]
+) -> dict[str, Any]:
+    datasets = load_activitynet_style(
+        paths["world"] / "annotations.json",
+        paths["features"],
+        fps=settings.sampling_fps,
+        feature_stride=1,
+        window_size=1,
+    )
+    train_dataset = filter_to_classes(datasets["training"], seen, drop_empty=True)
+    eval_dataset = filter_to_classes(datasets["validation"], unseen, drop_empty=False)
+    torch.manual_seed(settings.training.get("seed", 0))
+    model_class = RandomTextZeetad if variant == "random_text" else ZeetadForTemporalActionDetection
+    model = model_class.from_clip(
+        str(paths["clip"]),
+        load_vision=True,
+        **{**settings.model_overrides, "text_adapter_type": ADAPTER_TYPES[variant]},
+    )
+    args = ZeetadTrainingArguments(output_dir=str(paths["runs"] / variant), **settings.training)
+    processor = _processor(paths["clip"], settings.world, settings.sampling_fps)
+    return train(model, processor, train_dataset, eval_dataset, seen, unseen, args)
+
+
+def results_table(rows: dict[str, dict[str, Any]], tiou_thresholds: Sequence[float]) -> str:
+    """A Markdown table: one row per variant with the unseen-class mAP at every tIoU and their average."""
+    header = "| variant | " + " | ".join(f"mAP@{threshold:g}" for threshold in tiou_thresholds) + " | average mAP |"
+    lines = [header, "|---" * (len(tiou_thresholds) + 2) + "|"]
+    for variant, result in rows.items():
+        values = " | ".join(f"{100 * value:.1f}" for value in result["eval_unseen_mAP"])
+        lines.append(f"| {variant} | {values} | {100 * result['eval_unseen_average_mAP']:.1f} |")
+    return "\n".join(lines)
+
+
+def detect_on_held_out_video(
+    model_dir: Path, world_dir: Path, unseen: list[str], output_dir: Path, top_k: int = 5
+) -> dict[str, Any]:
+    r"""
+    Run the pipeline on the first evaluation video holding unseen-class actions; write `detections.json` and
+    `timeline.png` (its `top_k` best detections and the unseen-class ground truth) to `output_dir`. Scores are
+    actionness x class probability over the unseen classes, so a fixed threshold would say more about the number of
+    candidate labels than about the model: the best few are shown instead.
+
+    Returns:
+        `dict`: `{"video", "candidate_labels", "detections", "ground_truth"}` (what `detections.json` holds).
+    """
+    from transformers import pipeline
+
+    database = json.loads((world_dir / "annotations.json").read_text())["database"]
+    video_id, entry = next(
+        (video_id, entry)
+        for video_id, entry in sorted(database.items())
+        if entry["subset"] == "validation" and any(item["label"] in unseen for item in entry["annotations"])
+    )
+    video_path = world_dir / "videos" / f"{video_id}.mp4"
+    detector = pipeline("zero-shot-temporal-action-detection", model=str(model_dir))
+    detections = detector(str(video_path), candidate_labels=unseen, threshold=0.0, top_k=top_k)
+    ground_truth = [item for item in entry["annotations"] if item["label"] in unseen]
+    plot_timeline(
+        detections,
+        output_dir / "timeline.png",
+        duration=entry["duration"],
+        ground_truth=ground_truth,
+        title=f"{video_id}: unseen classes",
+    )
+    demo = {
+        "video": str(video_path),
+        "candidate_labels": unseen,
+        "detections": detections,
+        "ground_truth": ground_truth,
+    }
+    write_json_atomic(output_dir / "detections.json", demo)
+    return demo
+
+
+def run_quickstart(
+    output_dir: str | os.PathLike, fast: bool = False, force: bool = False, settings: QuickstartSettings | None = None
+) -> dict[str, Any]:
+    r"""
+    Run (or reuse) every stage of the quickstart in `output_dir` and return the results.
+
+    Args:
+        output_dir (`str` or `os.PathLike`):
+            Folder of every artefact.
+        fast (`bool`, *optional*, defaults to `False`):
+            Use [`fast_settings`] (about two minutes) instead of the defaults.
+        force (`bool`, *optional*, defaults to `False`):
+            Rebuild every stage even when its cached settings match.
+        settings ([`QuickstartSettings`], *optional*):
+            Explicit settings; overrides `fast`.
+
+    Returns:
+        `dict`: `{"seen", "unseen", "clip" (pretraining summary), "variants": {variant: training results}, "table",
+        "demo" (the pipeline's detections on a held-out video, when the bottleneck variant ran)}`.
+    """
+    settings = settings or (fast_settings() if fast else QuickstartSettings())
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: output_dir / name for name in ("world", "clip", "features", "runs")}
+
+    # 1. the world
+    world_key = _stage_key(settings.world.to_dict())
+    if not _stage_is_current(paths["world"], world_key, force):
+        generate_world(paths["world"], settings.world, progress=lambda plans: tqdm(plans, desc="1/5 world videos"))
+        _finish_stage(paths["world"], world_key, settings.world.to_dict())
+    split = json.loads((paths["world"] / "split.json").read_text())
+    seen, unseen = split["seen"], split["unseen"]
+
+    # 2. the small CLIP
+    clip_key = _stage_key(world_key, asdict(settings.clip))
+    if not _stage_is_current(paths["clip"], clip_key, force):
+        run_clip_pretraining(
+            paths["clip"], settings.world, settings.clip, progress=lambda steps: tqdm(steps, desc="2/5 CLIP")
+        )
+        _finish_stage(paths["clip"], clip_key, asdict(settings.clip))
+    clip_summary = json.loads((paths["clip"] / "pretraining.json").read_text())
+
+    # 3. frame embeddings
+    feature_key = _stage_key(clip_key, settings.sampling_fps)
+    if not _stage_is_current(paths["features"], feature_key, force):
+        _extract_features(paths["world"], paths["clip"], paths["features"], settings.sampling_fps)
+        _finish_stage(paths["features"], feature_key, {"sampling_fps": settings.sampling_fps})
+
+    # 4. ZEETAD and the baselines, trained and evaluated the same way
+    variants = {}
+    for index, variant in enumerate(settings.variants):
+        logger.info(f"4/5 training variant {index + 1}/{len(settings.variants)}: {variant}")
+        run_dir = paths["runs"] / variant
+        run_key = _stage_key(feature_key, settings.model_overrides, settings.training, variant)
+        if not _stage_is_current(run_dir, run_key, force):
+            _train_variant(variant, settings, paths, seen, unseen)
+            _finish_stage(run_dir, run_key, {"model": settings.model_overrides, "training": settings.training})
+        variants[variant] = json.loads((run_dir / "all_results.json").read_text())
+
+    # 5. the table
+    thresholds = next(iter(variants.values()))["tiou_thresholds"]
+    table = results_table(variants, thresholds)
+    results = {"seen": seen, "unseen": unseen, "clip": clip_summary, "variants": variants, "table": table}
+    write_json_atomic(output_dir / "results.json", results)
+    with atomic_write(output_dir / "results.md") as handle:
+        handle.write(table + "\n")
+
+    # 6. the pipeline on a held-out video
+    if "bottleneck" in variants:
+        results["demo"] = detect_on_held_out_video(paths["runs"] / "bottleneck", paths["world"], unseen, output_dir)
+    return results
+
+
+__all__ = ["QuickstartSettings", "RandomTextZeetad", "fast_settings", "results_table", "run_quickstart"]
