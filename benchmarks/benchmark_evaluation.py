@@ -7,14 +7,13 @@ segments with random labels. Run with `python benchmarks/benchmark_evaluation.py
 """
 
 import argparse
-import csv
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+from zeetad_hf.data import load_benchmark_ground_truth
 from zeetad_hf.evaluation import temporal_action_map
 
 
@@ -23,21 +22,10 @@ NUM_VIDEOS, NUM_GROUND_TRUTH, NUM_CLASSES = 4728, 7293, 200
 
 
 def real_ground_truth() -> dict:
-    """ActivityNet validation ground truth: subset from the CSV, duration = `duration_second` (protocol.md section 6)."""
-    annotations = json.loads((SHARED_ANNOTATIONS / "anet_anno_action.json").read_text(encoding="utf-8"))
-    with (SHARED_ANNOTATIONS / "anet_video_info.csv").open(encoding="utf-8", newline="") as handle:
-        subsets = {row["video"]: row["subset"] for row in csv.DictReader(handle)}
-    return {
-        "database": {
-            video_id: {
-                "subset": subsets[video_id],
-                "duration": video["duration_second"],
-                "annotations": video["annotations"],
-            }
-            for video_id, video in annotations.items()
-            if subsets[video_id] == "validation"
-        }
-    }
+    """ActivityNet validation ground truth from the shared BMN files, as the official evaluator reads it."""
+    return load_benchmark_ground_truth(
+        "activitynet", SHARED_ANNOTATIONS / "anet_anno_action.json", SHARED_ANNOTATIONS / "anet_video_info.csv"
+    )
 
 
 def synthetic_ground_truth(rng: np.random.Generator) -> dict:

@@ -23,14 +23,12 @@ from torch.utils.data import DataLoader
 from transformers import HfArgumentParser
 
 from zeetad_hf import ZeetadForTemporalActionDetection, ZeetadProcessor
+from zeetad_hf.data import BENCHMARKS, load_benchmark, load_benchmark_ground_truth
 from zeetad_hf.file_utils import atomic_write, write_json_atomic
 from zeetad_hf.training import (
-    BENCHMARKS,
     ZeetadDataCollator,
     encode_class_prompts,
     has_accelerator,
-    load_benchmark,
-    load_benchmark_ground_truth,
     parse_arguments,
     predict,
     score_predictions,

@@ -19,8 +19,8 @@ import transformers
 from transformers import AutoTokenizer, HfArgumentParser, set_seed
 
 from zeetad_hf import ZeetadFeatureExtractor, ZeetadForTemporalActionDetection, ZeetadProcessor
-from zeetad_hf.data import filter_to_classes, load_features
-from zeetad_hf.training import BENCHMARKS, ZeetadTrainingArguments, load_benchmark, parse_arguments, train
+from zeetad_hf.data import BENCHMARKS, filter_to_classes, load_benchmark, load_features
+from zeetad_hf.training import ZeetadTrainingArguments, parse_arguments, train
 from zeetad_hf.zero_shot_splits import load_zero_shot_split
 
 

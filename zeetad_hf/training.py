@@ -29,7 +29,6 @@ Determinism (CPU; identical weights after a kill and `resume_from_checkpoint="la
   number of processes, batch size, accumulation or dataset is refused when it changes the steps per epoch.
 """
 
-import csv
 import json
 import math
 import os
@@ -52,7 +51,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_scheduler
 
-from .data import load_activitynet_style, load_bmn_style, load_features, to_ground_truth
+from .data import THUMOS14_TIOU_THRESHOLDS, load_features, to_ground_truth
 from .evaluation import temporal_action_map
 from .feature_extraction_zeetad import ZeetadFeatureExtractor
 from .file_utils import write_json_atomic
@@ -79,14 +78,6 @@ DEBUG_DIR = "debug"
 MODEL_INPUT_NAMES = ("input_features", "feature_attention_mask", "clip_features", "labels")
 # A random crop is redrawn this many times when it keeps no action (ActionFormer redraws too); then the last is used.
 MAX_CROP_TRIALS = 10
-# tIoU thresholds of each benchmark (protocol notes, section 3).
-THUMOS14_TIOU_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-ACTIVITYNET_TIOU_THRESHOLDS = tuple(np.linspace(0.5, 0.95, 10).round(2).tolist())
-# Per benchmark: (training subset, evaluation subset, tIoU thresholds). ActivityNet "testing" has no labels.
-BENCHMARKS = {
-    "thumos14": ("Validation", "Test", THUMOS14_TIOU_THRESHOLDS),
-    "activitynet": ("training", "validation", ACTIVITYNET_TIOU_THRESHOLDS),
-}
 
 
 @dataclass
@@ -260,92 +251,6 @@ def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None = None)
 # ---------------------------------------------------------------------------------------------------------------------
 # Benchmark data
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def load_benchmark(
-    dataset: str,
-    annotations: str | os.PathLike,
-    features: str | os.PathLike,
-    clip_features: str | os.PathLike | None = None,
-    video_info: str | os.PathLike | None = None,
-    include_train: bool = True,
-    **loader_kwargs,
-) -> tuple[Dataset | None, Dataset]:
-    r"""
-    Load the training and evaluation videos of THUMOS14 or ActivityNet-1.3 (all classes, not yet split).
-
-    THUMOS14 reads an ActivityNet-format file (ActionFormer's `thumos14.json`) with
-    [`~zeetad_hf.data.load_activitynet_style`] and trains on `Validation`, evaluates on `Test`. ActivityNet reads the
-    BMN files (`anet_anno_action.json` + `video_info`, the CSV) with [`~zeetad_hf.data.load_bmn_style`] and trains on
-    `training`, evaluates on `validation`. Segments with `start >= end` after clipping are dropped with a logged count
-    (the shared files hold some).
-
-    Args:
-        dataset (`str`):
-            `"thumos14"` or `"activitynet"`.
-        annotations (`str` or `os.PathLike`):
-            The annotation file.
-        features (`str` or `os.PathLike`):
-            Folder of the localization feature files.
-        clip_features (`str` or `os.PathLike`, *optional*):
-            Folder of the CLIP frame features with the same file names; `None` when `features` serves both.
-        video_info (`str` or `os.PathLike`, *optional*):
-            ActivityNet's video information CSV (required for `"activitynet"`).
-        include_train (`bool`, *optional*, defaults to `True`):
-            Also load the training subset (its feature files must then exist); `False` returns `None` for it.
-        loader_kwargs:
-            Forwarded to the loader (`feature_extension`, `fps`, `feature_stride`, `window_size`, ...).
-
-    Returns:
-        `tuple[Dataset | None, Dataset]`: the training-subset and evaluation-subset videos.
-    """
-    if dataset not in BENCHMARKS:
-        raise ValueError(f"`dataset` must be one of {sorted(BENCHMARKS)}, got {dataset!r}.")
-    train_subset, eval_subset, _ = BENCHMARKS[dataset]
-    subsets = [train_subset, eval_subset] if include_train else [eval_subset]
-    loader_kwargs = {"invalid_segments": "drop", "subsets": subsets, **loader_kwargs}
-    if dataset == "thumos14":
-        videos = load_activitynet_style(annotations, features, clip_features, **loader_kwargs)
-    elif video_info is None:
-        raise ValueError("ActivityNet needs `video_info`, the CSV that gives every video its subset.")
-    else:
-        videos = load_bmn_style(annotations, video_info, features, clip_features, **loader_kwargs)
-    return videos[train_subset] if include_train else None, videos[eval_subset]
-
-
-def load_benchmark_ground_truth(
-    dataset: str, annotations: str | os.PathLike, video_info: str | os.PathLike | None = None
-) -> dict[str, Any]:
-    r"""
-    The evaluation ground truth of a benchmark straight from its annotation file, as the official evaluator reads it.
-
-    Unlike [`~zeetad_hf.data.to_ground_truth`] of a loaded dataset, segments are not clipped to the video and no video
-    is dropped for a missing feature file, so the numbers are those of the raw files. THUMOS14 files are already in
-    the ActivityNet format; ActivityNet's BMN JSON gets its subsets from the `video_info` CSV.
-
-    Returns:
-        `dict[str, Any]`: `{"database": {video_id: {"subset", "duration", "annotations": [{"label", "segment"}]}}}`
-        with the videos of the evaluation subset only.
-    """
-    if dataset not in BENCHMARKS:
-        raise ValueError(f"`dataset` must be one of {sorted(BENCHMARKS)}, got {dataset!r}.")
-    eval_subset = BENCHMARKS[dataset][1]
-    with open(annotations, encoding="utf-8") as handle:
-        data = json.load(handle)
-    if dataset == "thumos14":
-        videos = data["database"]
-    elif video_info is None:
-        raise ValueError("ActivityNet needs `video_info`, the CSV that gives every video its subset.")
-    else:
-        with open(video_info, encoding="utf-8", newline="") as handle:
-            subsets = {row["video"]: row["subset"] for row in csv.DictReader(handle)}
-        videos = {
-            video_id: {"subset": subsets[video_id], "duration": video["duration_second"], **video}
-            for video_id, video in data.items()
-            if video_id in subsets
-        }
-    database = {video_id: video for video_id, video in videos.items() if video["subset"] == eval_subset}
-    return {"database": database}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -1145,15 +1050,12 @@ def _push_to_hub(args: ZeetadTrainingArguments) -> None:
 
 
 __all__ = [
-    "BENCHMARKS",
     "ZeetadDataCollator",
     "ZeetadTrainingArguments",
     "encode_class_prompts",
     "find_latest_checkpoint",
     "has_accelerator",
     "list_checkpoints",
-    "load_benchmark",
-    "load_benchmark_ground_truth",
     "parse_arguments",
     "predict",
     "save_checkpoint",
