@@ -4,8 +4,10 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProces
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_zeetad import ZeetadConfig
+from .evaluation import temporal_action_map
 from .export import export_for_remote_code
 from .feature_extraction_zeetad import ZeetadFeatureExtractor
+from .modelcard import build_model_card, save_model_card
 from .modeling_zeetad import (
     ZeetadForTemporalActionDetection,
     ZeetadModel,
@@ -19,6 +21,8 @@ from .post_processing_zeetad import post_process_temporal_action_detection
 from .processing_zeetad import ZeetadProcessor
 from .segment_utils import batched_nms, grid_to_seconds, normalized_segments_to_seconds, seconds_to_normalized_segments
 from .video_utils import VideoFrameSampler, VideoInfo, probe_video
+from .visualization import plot_timeline
+from .zero_shot_splits import load_zero_shot_split
 
 
 AutoConfig.register(ZeetadConfig.model_type, ZeetadConfig, exist_ok=True)
@@ -46,10 +50,15 @@ __all__ = [
     "ZeroShotTemporalActionDetectionPipeline",
     "batched_nms",
     "build_clip_tokenizer",
+    "build_model_card",
     "export_for_remote_code",
     "grid_to_seconds",
+    "load_zero_shot_split",
     "normalized_segments_to_seconds",
+    "plot_timeline",
     "post_process_temporal_action_detection",
     "probe_video",
+    "save_model_card",
     "seconds_to_normalized_segments",
+    "temporal_action_map",
 ]
