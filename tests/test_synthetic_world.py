@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from zeetad_hf.synthetic_world import (
+    ActorSpec,
+    Scene,
     WorldConfig,
     caption_dataset,
     caption_phrases,
@@ -13,6 +15,7 @@ from zeetad_hf.synthetic_world import (
     generate_world,
     iter_video_frames,
     plan_world,
+    render_frame,
 )
 from zeetad_hf.video_utils import VideoFrameSampler
 
@@ -98,6 +101,19 @@ def test_class_frames_differ_between_classes():
     frames, labels = class_frames(config, config.class_names[:3], frames_per_class=2)
     assert frames.shape == (6, config.frame_size, config.frame_size, 3) and frames.dtype == np.uint8
     assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize(("movement", "axis"), [("bouncing", 0), ("sliding", 1)])
+def test_movement_trail_runs_along_the_path(movement, axis):
+    # a red object on a plain grey background with its whole trail on one leg of the path: the streak runs along the
+    # movement's axis (rows for "bouncing", columns for "sliding") well beyond the object, and barely across it
+    scene = Scene(np.full((96, 96, 3), 0.5, np.float32), np.zeros(2), np.zeros(2))
+    actor = ActorSpec("box", (0.9, 0.1, 0.1), movement, (32.0, 32.0), 6.0, 14.0, 0.0)
+    frame = render_frame(scene, 0.0, actor, 1.0, np.random.default_rng(0), 64, 0.0).astype(int)
+    rows, columns = np.nonzero((frame[..., 0] - frame[..., 1]) > 40)
+    along, across = (rows, columns) if axis == 0 else (columns, rows)
+    assert np.ptp(along) > 3.5 * actor.radius
+    assert np.ptp(across) <= 2 * actor.radius + 2
 
 
 def test_generated_videos_decode_with_annotated_duration(tmp_path):

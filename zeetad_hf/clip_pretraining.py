@@ -53,7 +53,7 @@ class ClipPretrainingConfig:
             Text positions, including the start and end tokens (the tokenizer's `model_max_length`).
         num_images (`int`, *optional*, defaults to 4096):
             Captioned images rendered for pretraining.
-        num_steps (`int`, *optional*, defaults to 500):
+        num_steps (`int`, *optional*, defaults to 1000):
             Optimizer steps.
         batch_size (`int`, *optional*, defaults to 128):
             Image-caption pairs per step.
@@ -75,7 +75,7 @@ class ClipPretrainingConfig:
     projection_dim: int = 64
     max_text_length: int = 32
     num_images: int = 4096
-    num_steps: int = 500
+    num_steps: int = 1000
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 0.05

@@ -45,7 +45,7 @@ from .file_utils import atomic_write, write_json_atomic
 from .frame_embedding import extract_video_features
 from .modeling_zeetad import ZeetadForTemporalActionDetection
 from .processing_zeetad import ZeetadProcessor
-from .synthetic_world import PROMPT_TEMPLATE, WorldConfig, fast_world_config, generate_world
+from .synthetic_world import PROMPT_TEMPLATE, RENDERING_VERSION, WorldConfig, fast_world_config, generate_world
 from .training import ZeetadTrainingArguments, train
 from .visualization import plot_timeline
 
@@ -284,7 +284,7 @@ def run_quickstart(
     paths = {name: output_dir / name for name in ("world", "clip", "features", "runs")}
 
     # 1. the world
-    world_key = _stage_key(settings.world.to_dict())
+    world_key = _stage_key(settings.world.to_dict(), RENDERING_VERSION)
     if not _stage_is_current(paths["world"], world_key, force):
         generate_world(paths["world"], settings.world, progress=lambda plans: tqdm(plans, desc="1/5 world videos"))
         _finish_stage(paths["world"], world_key, settings.world.to_dict())

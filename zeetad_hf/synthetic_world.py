@@ -6,7 +6,7 @@ Design (why it looks the way it does):
 - Classes are `colour x object x movement` phrases, so an unseen class is a new combination of words that seen
   classes use, the property zero-shot transfer through a text encoder relies on.
 - CLIP embeds single frames, so every class must be recognisable from one frame: colour and shape are visible
-  directly, and the movement leaves a fading trail of the object's recent positions (vertical for "bouncing",
+  directly, and the movement leaves a fading streak along the object's recent path (vertical for "bouncing",
   horizontal for "sliding", an arc for "circling"), like the motion blur of a real camera. Over consecutive frames
   the object really moves along that path.
 - Untrimmed videos hold several instances of one or two classes with varied durations, separated by background;
@@ -53,9 +53,16 @@ CAPTION_TEMPLATES = ("a photo of a {}.", "a video of a {}.")
 # The prompt template of ZEETAD models trained on this world (one of the caption templates).
 PROMPT_TEMPLATE = "a video of a {}."
 EMPTY_SCENE_CAPTION = "a photo of an empty scene."
-# Trail of a moving object: lag of each ghost behind the object (seconds) and its opacity.
-TRAIL_LAGS = (0.12, 0.24, 0.36)
-TRAIL_OPACITY = (0.55, 0.35, 0.2)
+# Trail of a moving object: a tapering streak of small discs along its recent path (lag of each disc behind the
+# object in seconds, and its opacity). Small discs rather than ghost copies of the object keep the object's outline
+# crisp (ghosts of a sliding box look like a wider box) and make the path's direction and curvature the movement cue.
+TRAIL_LAGS = tuple(round(lag, 4) for lag in np.linspace(0.08, 0.6, 8).tolist())
+TRAIL_OPACITY = tuple(round(opacity, 4) for opacity in np.linspace(0.8, 0.3, 8).tolist())
+TRAIL_SHAPE = "ball"
+# Radius of the trail's discs relative to the object's.
+TRAIL_SIZE = 0.35
+# Version of the rendering code, part of the cache key of generated worlds: bump it when frames change.
+RENDERING_VERSION = 2
 # Trajectory sizes in units of the frame size, and periods in seconds.
 MOVEMENT_AMPLITUDE = 0.2
 MOVEMENT_PERIOD = 1.6
@@ -369,9 +376,10 @@ def render_frame(
             positions = np.asarray(actor.centre) + movement_offsets(
                 actor.movement, time_in_action - lags, actor.phase, actor.amplitude
             )
-            # oldest ghost first so that the object itself ends on top
-            for position, opacity in zip(positions, (*TRAIL_OPACITY[::-1], 1.0)):
-                _paint(canvas, grid, actor.shape, position, actor.radius, actor.colour, opacity)
+            # oldest trail mark first so that the object itself ends on top
+            for position, opacity in zip(positions[:-1], TRAIL_OPACITY[::-1]):
+                _paint(canvas, grid, TRAIL_SHAPE, position, TRAIL_SIZE * actor.radius, actor.colour, opacity)
+            _paint(canvas, grid, actor.shape, positions[-1], actor.radius, actor.colour, 1.0)
     canvas *= rng.uniform(0.9, 1.1)
     canvas += rng.normal(scale=noise_std, size=canvas.shape).astype(np.float32)
     return (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -667,6 +675,7 @@ def class_frames(
 
 __all__ = [
     "PROMPT_TEMPLATE",
+    "RENDERING_VERSION",
     "WorldConfig",
     "annotations_of",
     "caption_dataset",
