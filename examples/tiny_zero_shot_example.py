@@ -14,9 +14,9 @@ import argparse
 import tempfile
 
 import torch
-from transformers import CLIPConfig, CLIPModel
 
-from zeetad_hf import ZeetadForTemporalActionDetection, build_clip_tokenizer, post_process_temporal_action_detection
+from zeetad_hf import ZeetadForTemporalActionDetection, post_process_temporal_action_detection
+from zeetad_hf.clip_pretraining import ClipPretrainingConfig, build_small_clip
 
 
 SEEN_CLASSES = ["jumping", "running"]
@@ -26,23 +26,11 @@ NUM_UNITS = 64
 UNITS_PER_SECOND = 2.0  # CLIP frame embeddings sampled at 2 fps: one unit = one frame (stride 1, window 1)
 
 
-def build_tiny_clip(folder: str) -> tuple:
+def build_tiny_clip(folder: str):
     """A random CLIP with a 16-d joint space and its offline tokenizer, saved like any Hub checkpoint."""
-    tokenizer = build_clip_tokenizer(TEMPLATE.format("").split() + SEEN_CLASSES + [UNSEEN_CLASS], model_max_length=16)
-    text_config = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 16,
-        "projection_dim": 16,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    vision_config = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4}
-    clip = CLIPModel(CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=16))
+    sizes = ClipPretrainingConfig(text_hidden_size=32, vision_hidden_size=32, vision_layers=1, projection_dim=16)
+    vocabulary = TEMPLATE.format("").split() + SEEN_CLASSES + [UNSEEN_CLASS]
+    clip, tokenizer = build_small_clip(vocabulary, sizes, image_size=32)
     clip.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return tokenizer
