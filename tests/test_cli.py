@@ -196,6 +196,18 @@ def test_help_and_missing_command(capsys):
     assert main([]) == 2 and capsys.readouterr().err.count("\n") == 1
 
 
+def test_quickstart_hub_model_id_without_push_exits_2_before_any_work(tmp_path, capsys):
+    assert main(["quickstart", "--help"]) == 0
+    assert "--push_to_hub" in capsys.readouterr().out
+
+    exit_code = main(["quickstart", "--fast", "--output_dir", str(tmp_path / "run"), "--hub_model_id", "user/model"])
+    captured = capsys.readouterr()
+    assert exit_code == 2
+    assert captured.err.count("\n") == 1 and captured.err.startswith("zeetad quickstart: error:")
+    assert "`hub_model_id` ('user/model')" in captured.err and "`push_to_hub`" in captured.err
+    assert os.listdir(tmp_path) == []
+
+
 @requires_console_script
 def test_console_script_is_installed():
     result = subprocess.run([str(CONSOLE_SCRIPT), "detect", "--help"], capture_output=True, text=True, timeout=120)

@@ -92,9 +92,43 @@ CARD_WITHOUT_RESULTS_PATTERN = re.compile(
 )
 
 
-def card_with_results(**overrides) -> ModelCard:
+# The quickstart's generated world: one seeded split, given as class lists; no shipped split lists, no published numbers.
+WORLD_SEEN = ["red ball bouncing", "blue box sliding", "green ring circling"]
+WORLD_UNSEEN = ["red box circling", "blue ball sliding"]
+WORLD_ARGUMENTS = {
+    **{key: ARGUMENTS[key] for key in ("model_name", "training_hyperparameters", "repo_id")},
+    "base_model": None,
+    "base_model_description": "a small CLIP pretrained from scratch",
+    "dataset_name": "synthetic_world",
+    "seen_classes": WORLD_SEEN,
+    "unseen_classes": WORLD_UNSEEN,
+    "features": "small CLIP frame embeddings at 2 fps",
+}
+WORLD_MODEL_INDEX = (
+    r"model-index:\n- name: zeetad-test\n  results:\n  - task:\n      type: zero-shot-temporal-action-detection\n"
+    r".*    dataset:\n      name: zeetad_hf synthetic world \(3 seen / 2 unseen classes\)\n      type: synthetic_world\n"
+    r"      split: validation\n      args:\n        num_splits: 1\n"
+    r"        seen_classes:\n        - red ball bouncing\n        - blue box sliding\n        - green ring circling\n"
+    r"        unseen_classes:\n        - red box circling\n        - blue ball sliding\n"
+    r"        features: small CLIP frame embeddings at 2 fps\n"
+    r"    metrics:\n    - type: mAP\n      value: 51\.23\n      name: mAP@0\.3\n      config: strict\n"
+    r".*    - type: mAP\n      value: 30\.46\n      name: average mAP\n      config: strict\n"
+)
+WORLD_RESULTS_TABLE = RESULTS_TABLE.replace(r"THUMOS14 50_50, 10 split", r"zeetad_hf synthetic world, 1 split")
+# No base model id, no dataset config, no shipped split lists and no published number anywhere in the card.
+CARD_FOR_WORLD_PATTERN = re.compile(
+    r"(?!.*(pipeline_tag|base_model:|config: '|EffPrompt|paper reports \d))"
+    + YAML_HEAD.replace(r"base_model: openai/clip-vit-base-patch16\n", "")
+    + WORLD_MODEL_INDEX
+    + r".*\n---\n"
+    + body_pattern(WORLD_RESULTS_TABLE),
+    re.DOTALL,
+)
+
+
+def card_with_results(arguments=ARGUMENTS, **overrides) -> ModelCard:
     results = {"tiou_thresholds": THUMOS_THRESHOLDS, "mAP": THUMOS_MAP, "average_mAP": 0.30458}
-    return build_model_card(**{**ARGUMENTS, "results": results, **overrides})
+    return build_model_card(**{**arguments, "results": results, **overrides})
 
 
 def test_card_with_results_matches_pattern():
@@ -156,6 +190,34 @@ def test_single_split_names_its_unseen_classes():
     assert "15 seen / 5\nunseen classes per split" in card.text
 
 
+def test_synthetic_world_card_matches_pattern():
+    card = card_with_results(WORLD_ARGUMENTS)
+    assert CARD_FOR_WORLD_PATTERN.fullmatch(str(card)), str(card)
+    eval_results = card.data.eval_results
+    assert [result.metric_value for result in eval_results] == [51.23, 40.0, 31.07, 20.0, 9.99, 30.46]
+    for result in eval_results:
+        assert (result.dataset_type, result.dataset_split) == ("synthetic_world", "validation")
+        assert result.dataset_config is None
+        assert result.dataset_args == {
+            "num_splits": 1,
+            "seen_classes": WORLD_SEEN,
+            "unseen_classes": WORLD_UNSEEN,
+            "features": WORLD_ARGUMENTS["features"],
+        }
+
+
+def test_synthetic_world_card_describes_its_own_split_and_quotes_no_published_number():
+    card = build_model_card(**WORLD_ARGUMENTS, results=None)
+    assert "Seen classes: red ball bouncing, blue box sliding, green ring circling." in card.text
+    assert "Unseen classes: red box circling, blue ball sliding." in card.text
+    assert "one seeded class split drawn with the dataset" in card.text
+    assert "**Finetuned from model:** a small CLIP pretrained from scratch (CLIP text encoder" in card.text
+    assert re.search(r"Published numbers\.\*\* None apply", card.text)
+    for published in modelcard.PUBLISHED_AVERAGE_MAP.values():
+        assert f"{published} average mAP" not in card.text
+    assert card.data.base_model is None and "model-index" not in card.data.to_dict()
+
+
 def test_save_and_load_round_trip(tmp_path):
     card = card_with_results()
     path = save_model_card(card, tmp_path / "checkpoint")
@@ -198,6 +260,28 @@ def test_failed_save_keeps_the_previous_card(tmp_path, monkeypatch):
 def test_invalid_arguments_raise_value_error(overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         build_model_card(**{**ARGUMENTS, **overrides})
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"split_indices": [0]}, "no shipped split lists"),
+        ({"split_setting": "75_25"}, "no shipped split lists"),
+        ({"seen_classes": None}, "`seen_classes` must be a non-empty list"),
+        ({"unseen_classes": "red box circling"}, "`unseen_classes` must be a non-empty list"),
+        ({"unseen_classes": ["red box circling", " "]}, "`unseen_classes` must be a non-empty list"),
+        ({"seen_classes": WORLD_SEEN + WORLD_SEEN[:1]}, "['red ball bouncing'] more than once"),
+        ({"unseen_classes": WORLD_UNSEEN + WORLD_SEEN[:1]}, "must be disjoint"),
+    ],
+)
+def test_invalid_world_split_raises_value_error(overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_model_card(**{**WORLD_ARGUMENTS, **overrides})
+
+
+def test_shipped_split_lists_take_no_class_lists():
+    with pytest.raises(ValueError, match=re.escape("read from the split lists shipped for 'thumos14'")):
+        build_model_card(**ARGUMENTS, seen_classes=WORLD_SEEN, unseen_classes=WORLD_UNSEEN)
 
 
 def test_repository_template_is_the_packaged_template():

@@ -127,12 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Generate a small world of videos, pretrain a small CLIP on its images and captions, train ZEETAD on the "
             "seen classes, evaluate the unseen ones beside baselines and detect on a held-out video. Stages already "
-            "built with the same settings in OUTPUT_DIR are reused."
+            "built with the same settings in OUTPUT_DIR are reused. OUTPUT_DIR/runs/bottleneck is a Hub-ready model "
+            "folder with a filled model card; --push_to_hub uploads it."
         ),
     )
     quickstart.add_argument("--output_dir", default="zeetad-quickstart", help="folder of every artefact")
     quickstart.add_argument("--fast", action="store_true", help="small settings (about a minute on 2 CPU cores)")
     quickstart.add_argument("--force", action="store_true", help="rebuild every stage")
+    quickstart.add_argument(
+        "--push_to_hub", action="store_true", help="upload the model folder to the Hub after the run"
+    )
+    quickstart.add_argument(
+        "--hub_model_id",
+        metavar="REPO_ID",
+        help="Hub repository of --push_to_hub (default: zeetad-quickstart-bottleneck in your namespace)",
+    )
     quickstart.set_defaults(handler=_quickstart)
     return parser
 
@@ -287,7 +296,10 @@ def _detect(args: argparse.Namespace) -> None:
 def _quickstart(args: argparse.Namespace) -> None:
     from .quickstart import run_quickstart
 
-    results = run_quickstart(args.output_dir, fast=args.fast, force=args.force)
+    # `run_quickstart` refuses --hub_model_id without --push_to_hub (a ValueError: exit status 2) before any work.
+    results = run_quickstart(
+        args.output_dir, fast=args.fast, force=args.force, push_to_hub=args.push_to_hub, hub_model_id=args.hub_model_id
+    )
     print(results["table"])
     for detection in (results.get("demo") or {}).get("detections", []):
         segment = detection["segment"]

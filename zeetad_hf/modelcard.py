@@ -41,6 +41,9 @@ class _Dataset:
     domain: str
     train_subset: str
     eval_subset: str
+    # True: class splits are indices into the split lists shipped in `zeetad_hf` (`split_setting` + `split_indices`).
+    # False: the dataset draws one seeded split of its own, passed as `seen_classes` + `unseen_classes`.
+    shipped_splits: bool = True
 
 
 DATASETS = {
@@ -51,6 +54,16 @@ DATASETS = {
         "200 everyday, household and sport activities on YouTube",
         "training",
         "validation",
+    ),
+    # The quickstart's generated world (`zeetad_hf.synthetic_world`).
+    "synthetic_world": _Dataset(
+        "zeetad_hf synthetic world",
+        "synthetic_world",
+        "generated videos of moving coloured shapes; every class is a colour x object x movement composition such as "
+        '"red ball bouncing"',
+        "training",
+        "validation",
+        shipped_splits=False,
     ),
 }
 
@@ -97,13 +110,87 @@ def _percent(fraction: float) -> float:
     return round(100 * fraction, 2)
 
 
+@dataclass(frozen=True)
+class _ClassSplit:
+    """The class split(s) a checkpoint was trained and evaluated on, as the card describes them."""
+
+    setting_label: str  # e.g. "75% seen / 25% unseen classes"
+    seen: list[str]  # seen classes (of the first split, for shipped split lists)
+    unseen: list[str]
+    indices: list[int] | None  # indices into the shipped split lists; None for a dataset's own seeded split
+
+    @property
+    def num_splits(self) -> int:
+        return 1 if self.indices is None else len(self.indices)
+
+    @property
+    def dataset_args(self) -> dict[str, Any]:
+        """The split part of the model-index `dataset.args`."""
+        if self.indices is None:
+            # One seeded draw: the class lists are the only record of it.
+            return {"num_splits": 1, "seen_classes": self.seen, "unseen_classes": self.unseen}
+        return {"splits": self.indices, "num_splits": self.num_splits}
+
+
+def _shipped_split(
+    dataset_key: str, split_setting: Any, split_indices: Sequence[int] | None, seen_classes: Any, unseen_classes: Any
+) -> _ClassSplit:
+    """Validate the split arguments of a dataset with shipped split lists and load the first split's classes."""
+    if seen_classes is not None or unseen_classes is not None:
+        raise ValueError(
+            f"`seen_classes` and `unseen_classes` are read from the split lists shipped for {dataset_key!r}: pass "
+            f"`split_indices` instead, got seen_classes={seen_classes!r}, unseen_classes={unseen_classes!r}"
+        )
+    if split_setting not in SPLIT_SETTINGS:
+        raise ValueError(f"`split_setting` must be one of {sorted(SPLIT_SETTINGS)}, got {split_setting!r}")
+    splits = sorted(set(split_indices or ()))
+    if not splits:
+        raise ValueError("`split_indices` must name at least one split")
+    # Loading every split validates the indices and gives the class counts the card reports.
+    class_splits = [load_zero_shot_split(dataset_key, split_setting, split) for split in splits]
+    seen, unseen = class_splits[0]
+    return _ClassSplit(SPLIT_SETTINGS[split_setting], list(seen), list(unseen), splits)
+
+
+def _class_names(name: str, classes: Any) -> list[str]:
+    if (
+        isinstance(classes, str)
+        or not isinstance(classes, Sequence)
+        or not classes
+        or not all(isinstance(item, str) and item.strip() for item in classes)
+    ):
+        raise ValueError(f"`{name}` must be a non-empty list of class names, got {classes!r}")
+    repeated = sorted({item for item in classes if classes.count(item) > 1})
+    if repeated:
+        raise ValueError(f"`{name}` lists {repeated} more than once")
+    return list(classes)
+
+
+def _drawn_split(
+    dataset_key: str, split_setting: Any, split_indices: Any, seen_classes: Any, unseen_classes: Any
+) -> _ClassSplit:
+    """Validate the class lists of a dataset that draws its own seeded split (no shipped lists to index)."""
+    if split_setting is not None or split_indices is not None:
+        raise ValueError(
+            f"{dataset_key!r} has no shipped split lists: its split is one seeded draw, given by `seen_classes` and "
+            f"`unseen_classes`; got split_setting={split_setting!r}, split_indices={split_indices!r}"
+        )
+    seen, unseen = _class_names("seen_classes", seen_classes), _class_names("unseen_classes", unseen_classes)
+    overlap = sorted(set(seen) & set(unseen))
+    if overlap:
+        raise ValueError(f"`seen_classes` and `unseen_classes` must be disjoint, both hold {overlap}")
+    return _ClassSplit(f"{len(seen)} seen / {len(unseen)} unseen classes", seen, unseen, None)
+
+
 def build_model_card(
     *,
     model_name: str,
     base_model: str | None,
     dataset_name: str,
-    split_setting: str,
-    split_indices: Sequence[int],
+    split_setting: str | None = None,
+    split_indices: Sequence[int] | None = None,
+    seen_classes: Sequence[str] | None = None,
+    unseen_classes: Sequence[str] | None = None,
     features: str,
     protocol: str = "strict",
     results: Mapping[str, Any] | None = None,
@@ -120,18 +207,30 @@ def build_model_card(
     (`config`), the evaluated subset (`split`), the splits and the features (`args`), and whose `config` is the
     protocol. Without `results` the card states that evaluation was not run and the metadata holds no metrics.
 
+    The class split is given one of two ways, depending on the dataset: for `"thumos14"` and `"activitynet"` by
+    `split_setting` + `split_indices` into the split lists shipped in `zeetad_hf`; for `"synthetic_world"` (the
+    quickstart's generated world, which draws one seeded split of its own) by `seen_classes` + `unseen_classes`, which
+    the card then lists. The paper's published numbers are quoted only for the shipped split lists.
+
     Args:
         model_name (`str`):
             Name of the model, used as the card title and as the `model-index` name.
         base_model (`str`, *optional*):
             Hub id of the CLIP checkpoint the text encoder comes from, e.g. `"openai/clip-vit-base-patch16"`.
         dataset_name (`str`):
-            `"thumos14"` or `"activitynet"` (ActivityNet-1.3).
-        split_setting (`str`):
-            Zero-shot setting, `"75_25"` (75% seen / 25% unseen classes) or `"50_50"`.
-        split_indices (`Sequence[int]`):
-            Class splits (in `[0, 9]`) the model was trained and evaluated on; the results are their mean. The
-            published protocol uses all 10.
+            `"thumos14"`, `"activitynet"` (ActivityNet-1.3) or `"synthetic_world"` (the quickstart's generated world).
+        split_setting (`str`, *optional*):
+            Zero-shot setting of the shipped split lists, `"75_25"` (75% seen / 25% unseen classes) or `"50_50"`.
+            Required for `"thumos14"` and `"activitynet"`, must be `None` for `"synthetic_world"`.
+        split_indices (`Sequence[int]`, *optional*):
+            Shipped class splits (in `[0, 9]`) the model was trained and evaluated on; the results are their mean.
+            The published protocol uses all 10. Required for `"thumos14"` and `"activitynet"`, must be `None` for
+            `"synthetic_world"`.
+        seen_classes (`Sequence[str]`, *optional*):
+            The seen (training) classes of a dataset's own seeded split. Required for `"synthetic_world"`, must be
+            `None` otherwise (the shipped lists name the classes).
+        unseen_classes (`Sequence[str]`, *optional*):
+            The unseen (evaluation) classes of that split, disjoint from `seen_classes`; same rules.
         features (`str`):
             The input features, e.g. `"I3D (localization) + CLIP ViT-B/16 frame embeddings, 4-frame stride"`.
         protocol (`str`, *optional*, defaults to `"strict"`):
@@ -149,7 +248,8 @@ def build_model_card(
         license (`str`, *optional*, defaults to `"mit"`):
             License identifier of the checkpoint.
         template_kwargs (`dict[str, Any]`, *optional*):
-            Further template variables: `developers`, `compute_infrastructure`.
+            Further template variables: `developers`, `compute_infrastructure`, `base_model_description` (what the
+            text encoder comes from when it is no Hub checkpoint, so `base_model` is `None`).
 
     Returns:
         [`huggingface_hub.ModelCard`]: the rendered card; save it with [`save_model_card`] or push it with
@@ -180,19 +280,14 @@ def build_model_card(
     dataset = DATASETS.get(dataset_key)
     if dataset is None:
         raise ValueError(f"`dataset_name` must be one of {sorted(DATASETS)}, got {dataset_name!r}")
-    if split_setting not in SPLIT_SETTINGS:
-        raise ValueError(f"`split_setting` must be one of {sorted(SPLIT_SETTINGS)}, got {split_setting!r}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"`protocol` must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
     if not isinstance(features, str) or not features.strip():
         raise ValueError(f"`features` must describe the input features, got {features!r}")
     if not isinstance(training_hyperparameters, Mapping):
         raise ValueError(f"`training_hyperparameters` must be a mapping, got {training_hyperparameters!r}")
-    splits = sorted(set(split_indices))
-    if not splits:
-        raise ValueError("`split_indices` must name at least one split")
-    # Loading every split validates the indices and gives the class counts the card reports.
-    class_splits = [load_zero_shot_split(dataset_key, split_setting, split) for split in splits]
+    resolve_split = _shipped_split if dataset.shipped_splits else _drawn_split
+    class_split = resolve_split(dataset_key, split_setting, split_indices, seen_classes, unseen_classes)
 
     eval_results = None
     eval_rows = None
@@ -205,10 +300,10 @@ def build_model_card(
             "task_type": TASK_TYPE,
             "task_name": TASK_NAME,
             "dataset_type": dataset.hub_type,
-            "dataset_name": f"{dataset.label} ({SPLIT_SETTINGS[split_setting]})",
+            "dataset_name": f"{dataset.label} ({class_split.setting_label})",
             "dataset_config": split_setting,
             "dataset_split": dataset.eval_subset,
-            "dataset_args": {"splits": splits, "num_splits": len(splits), "features": features},
+            "dataset_args": {**class_split.dataset_args, "features": features},
             "metric_type": "mAP",
             "metric_config": protocol,
         }
@@ -256,13 +351,15 @@ def build_model_card(
         train_subset=dataset.train_subset,
         eval_subset=dataset.eval_subset,
         split_setting=split_setting,
-        setting_label=SPLIT_SETTINGS[split_setting],
-        split_list=", ".join(map(str, splits)),
-        num_splits=len(splits),
-        num_seen=len(class_splits[0][0]),
-        num_unseen=len(class_splits[0][1]),
+        setting_label=class_split.setting_label,
+        # None for a dataset's own seeded split: the template then describes that split instead of shipped lists.
+        split_list=None if class_split.indices is None else ", ".join(map(str, class_split.indices)),
+        num_splits=class_split.num_splits,
+        num_seen=len(class_split.seen),
+        num_unseen=len(class_split.unseen),
+        seen_classes=class_split.seen if class_split.indices is None else None,
         # Naming the unseen classes is useful for a single split; ten lists would drown the card.
-        unseen_classes=class_splits[0][1] if len(splits) == 1 else None,
+        unseen_classes=class_split.unseen if class_split.num_splits == 1 else None,
         features=features,
         protocol=protocol,
         protocol_description=PROTOCOLS[protocol],

@@ -15,6 +15,9 @@ setting rebuilds that stage and every later one; `force=True` rebuilds everythin
 6. `detections.json` / `timeline.png`: `pipeline("zero-shot-temporal-action-detection")` with the `bottleneck` model
    (the paper's adapters, fixed in advance: no variant is chosen by its unseen-class score) on a held-out video that
    holds unseen-class actions, with the unseen class names as candidate labels, plotted beside the ground truth.
+
+`runs/bottleneck/` is a Hub-ready model folder: model, processor and a model card (`README.md`) filled with its
+measured unseen-class results; `push_to_hub=True` uploads it after the run (cached stages are not rebuilt for that).
 """
 
 import hashlib
@@ -22,7 +25,7 @@ import json
 import os
 import shutil
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import CLIPTokenizer
-from transformers.utils import logging
 
 from .clip_pretraining import (
     FAST_CLIP_PRETRAINING,
@@ -46,16 +48,17 @@ from .frame_embedding import extract_video_features
 from .modeling_zeetad import ZeetadForTemporalActionDetection
 from .processing_zeetad import ZeetadProcessor
 from .synthetic_world import PROMPT_TEMPLATE, RENDERING_VERSION, WorldConfig, fast_world_config, generate_world
-from .training import ZeetadTrainingArguments, train
+from .training import ZeetadTrainingArguments, push_folder_to_hub, train
 from .visualization import plot_timeline
 
-
-logger = logging.get_logger(__name__)
 
 VARIANTS = ("random_text", "frozen", "lora", "bottleneck")
 # text_adapter_type of each variant (the random-text baseline never runs its text encoder)
 ADAPTER_TYPES = {"random_text": None, "frozen": None, "lora": "lora", "bottleneck": "bottleneck"}
 STAGE_SETTINGS_NAME = "stage_settings.json"
+# The variant of the pipeline demo, whose run folder gets a model card and is the one pushed to the Hub.
+MODEL_VARIANT = "bottleneck"
+MODEL_NAME = "zeetad-quickstart-bottleneck"
 
 
 @dataclass(frozen=True)
@@ -183,8 +186,28 @@ def _processor(clip_dir: Path, world: WorldConfig, sampling_fps: float) -> Zeeta
     return ZeetadProcessor(extractor, CLIPTokenizer.from_pretrained(clip_dir), prompt_templates=(PROMPT_TEMPLATE,))
 
 
+def _model_card_arguments(settings: QuickstartSettings, seen: list[str], unseen: list[str]) -> dict[str, Any]:
+    """[`~zeetad_hf.modelcard.build_model_card`] arguments of the quickstart model (the results come from training)."""
+    return {
+        "model_name": MODEL_NAME,
+        # The small CLIP exists only in this run's `clip/` folder: no Hub id to name as `base_model`.
+        "base_model": None,
+        "base_model_description": "a small CLIP pretrained from scratch by `zeetad quickstart` on captioned still "
+        "images of the world that show no unseen-class action",
+        "dataset_name": "synthetic_world",
+        "seen_classes": seen,
+        "unseen_classes": unseen,
+        "features": f"small CLIP frame embeddings at {settings.sampling_fps:g} fps",
+    }
+
+
 def _train_variant(
-    variant: str, settings: QuickstartSettings, paths: dict[str, Path], seen: list[str], unseen: list[str]
+    variant: str,
+    settings: QuickstartSettings,
+    paths: dict[str, Path],
+    seen: list[str],
+    unseen: list[str],
+    model_card: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     datasets = load_activitynet_style(
         paths["world"] / "annotations.json",
@@ -204,7 +227,7 @@ def _train_variant(
     )
     args = ZeetadTrainingArguments(output_dir=str(paths["runs"] / variant), **settings.training)
     processor = _processor(paths["clip"], settings.world, settings.sampling_fps)
-    return train(model, processor, train_dataset, eval_dataset, seen, unseen, args)
+    return train(model, processor, train_dataset, eval_dataset, seen, unseen, args, model_card=model_card)
 
 
 def results_table(rows: dict[str, dict[str, Any]], tiou_thresholds: Sequence[float]) -> str:
@@ -259,7 +282,12 @@ def detect_on_held_out_video(
 
 
 def run_quickstart(
-    output_dir: str | os.PathLike, fast: bool = False, force: bool = False, settings: QuickstartSettings | None = None
+    output_dir: str | os.PathLike,
+    fast: bool = False,
+    force: bool = False,
+    settings: QuickstartSettings | None = None,
+    push_to_hub: bool = False,
+    hub_model_id: str | None = None,
 ) -> dict[str, Any]:
     r"""
     Run (or reuse) every stage of the quickstart in `output_dir` and return the results.
@@ -273,12 +301,26 @@ def run_quickstart(
             Rebuild every stage even when its cached settings match.
         settings ([`QuickstartSettings`], *optional*):
             Explicit settings; overrides `fast`.
+        push_to_hub (`bool`, *optional*, defaults to `False`):
+            Upload the model folder (`runs/bottleneck/`: model, processor, model card) to the Hub after the run.
+            Needs the `bottleneck` variant. A cached run is uploaded as it is, nothing is rebuilt.
+        hub_model_id (`str`, *optional*):
+            Hub repository of the push; defaults to `"zeetad-quickstart-bottleneck"` in your namespace. Only with
+            `push_to_hub=True`.
 
     Returns:
         `dict`: `{"seen", "unseen", "clip" (pretraining summary), "variants": {variant: training results}, "table",
-        "demo" (the pipeline's detections on a held-out video, when the bottleneck variant ran)}`.
+        "model_dir" (the Hub-ready model folder), "demo" (the pipeline's detections on a held-out video),
+        "hub_repo_id" (after a push)}`; `"model_dir"` and `"demo"` only when the bottleneck variant ran.
     """
     settings = settings or (fast_settings() if fast else QuickstartSettings())
+    # Checked before any stage runs: a push that cannot happen must not wait for the whole run to fail.
+    if hub_model_id is not None and not push_to_hub:
+        raise ValueError(f"`hub_model_id` ({hub_model_id!r}) names the repository of a push: set `push_to_hub` too.")
+    if push_to_hub and MODEL_VARIANT not in settings.variants:
+        raise ValueError(
+            f"`push_to_hub` uploads the {MODEL_VARIANT!r} model, but `settings.variants` is {list(settings.variants)}."
+        )
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: output_dir / name for name in ("world", "clip", "features", "runs")}
@@ -306,14 +348,18 @@ def run_quickstart(
         _extract_features(paths["world"], paths["clip"], paths["features"], settings.sampling_fps)
         _finish_stage(paths["features"], feature_key, {"sampling_fps": settings.sampling_fps})
 
-    # 4. ZEETAD and the baselines, trained and evaluated the same way
+    # 4. ZEETAD and the baselines, trained and evaluated the same way; the demo variant's folder gets a model card
     variants = {}
-    for index, variant in enumerate(settings.variants):
-        logger.info(f"4/5 training variant {index + 1}/{len(settings.variants)}: {variant}")
+    progress = tqdm(settings.variants, desc="4/5 training", unit="variant")
+    for variant in progress:
+        progress.set_postfix(variant=variant)
         run_dir = paths["runs"] / variant
-        run_key = _stage_key(feature_key, settings.model_overrides, settings.training, variant)
+        model_card = _model_card_arguments(settings, seen, unseen) if variant == MODEL_VARIANT else None
+        key_parts = (feature_key, settings.model_overrides, settings.training, variant)
+        # The card is part of the folder, so its arguments are part of the key (the other variants' keys unchanged).
+        run_key = _stage_key(*key_parts) if model_card is None else _stage_key(*key_parts, model_card)
         if not _stage_is_current(run_dir, run_key, force):
-            _train_variant(variant, settings, paths, seen, unseen)
+            _train_variant(variant, settings, paths, seen, unseen, model_card)
             _finish_stage(run_dir, run_key, {"model": settings.model_overrides, "training": settings.training})
         variants[variant] = json.loads((run_dir / "all_results.json").read_text())
 
@@ -325,9 +371,14 @@ def run_quickstart(
     with atomic_write(output_dir / "results.md") as handle:
         handle.write(table + "\n")
 
-    # 6. the pipeline on a held-out video
-    if "bottleneck" in variants:
-        results["demo"] = detect_on_held_out_video(paths["runs"] / "bottleneck", paths["world"], unseen, output_dir)
+    # 6. the pipeline on a held-out video, with the Hub-ready model
+    if MODEL_VARIANT in variants:
+        results["model_dir"] = str(paths["runs"] / MODEL_VARIANT)
+        results["demo"] = detect_on_held_out_video(paths["runs"] / MODEL_VARIANT, paths["world"], unseen, output_dir)
+
+    # 7. the Hub: training's upload of the finished folder (no stage is touched, so the cache stays valid)
+    if push_to_hub:
+        results["hub_repo_id"] = push_folder_to_hub(results["model_dir"], hub_model_id or MODEL_NAME)
     return results
 
 

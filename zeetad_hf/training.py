@@ -937,7 +937,7 @@ def train(
         if model_card is not None:
             _write_model_card(model_card, results, args)
         if args.push_to_hub:
-            _push_to_hub(args)
+            push_folder_to_hub(args.output_dir, args.hub_model_id, args.hub_private_repo)
     if args.debug_data_log:
         _write_debug_log(args, accelerator, debug_log)
     accelerator.wait_for_everyone()
@@ -1032,21 +1032,34 @@ def _copy_files(source: str, destination: str) -> None:
             shutil.copy2(entry.path, os.path.join(destination, entry.name))
 
 
-def _push_to_hub(args: ZeetadTrainingArguments) -> None:
+def push_folder_to_hub(folder: str | os.PathLike, repo_id: str | None = None, private: bool = False) -> str:
+    r"""
+    Upload a finished model folder to the Hub (created if needed), without its checkpoints and scratch folders.
+
+    Args:
+        folder (`str` or `os.PathLike`):
+            The model folder (what [`train`] leaves in `output_dir`).
+        repo_id (`str`, *optional*):
+            Hub repository; defaults to the folder's name in your namespace.
+        private (`bool`, *optional*, defaults to `False`):
+            Create the repository as private.
+
+    Returns:
+        `str`: the full repository id.
+    """
     from huggingface_hub import HfApi
 
     api = HfApi()
     repo_id = api.create_repo(
-        args.hub_model_id or os.path.basename(os.path.abspath(args.output_dir)),
-        private=args.hub_private_repo,
-        exist_ok=True,
+        repo_id or os.path.basename(os.path.abspath(folder)), private=private, exist_ok=True
     ).repo_id
     api.upload_folder(
         repo_id=repo_id,
-        folder_path=args.output_dir,
+        folder_path=str(folder),
         commit_message="End of training",
         ignore_patterns=["step_*", "epoch_*", f"{TEMPORARY_PREFIX}*", f"{BEST_MODEL_DIR}/*", f"{DEBUG_DIR}/*"],
     )
+    return repo_id
 
 
 __all__ = [
@@ -1058,6 +1071,7 @@ __all__ = [
     "list_checkpoints",
     "parse_arguments",
     "predict",
+    "push_folder_to_hub",
     "save_checkpoint",
     "score_predictions",
     "train",
