@@ -6,6 +6,7 @@ from transformers import CLIPModel
 from zeetad_hf import ZeetadForTemporalActionDetection
 from zeetad_hf.clip_pretraining import (
     FAST_CLIP_PRETRAINING,
+    augment_images,
     contrastive_loss,
     frame_feature_extractor,
     run_clip_pretraining,
@@ -30,6 +31,25 @@ def test_contrastive_loss_treats_repeated_phrases_as_positives():
         contrastive_loss(images, swapped, scale, shared), contrastive_loss(images, images, scale, shared)
     )
     assert contrastive_loss(images, swapped, scale, targets) > expected
+
+
+def test_augment_images_mirrors_and_shifts_within_the_bound():
+    # one bright pixel per image, away from the edges (reflect padding would copy it): where it lands tells the
+    # flip and the shift that were applied
+    images = torch.zeros(64, 1, 11, 11)
+    images[:, 0, 4, 3] = 1.0
+    augmented = augment_images(images, max_shift=2, generator=torch.Generator().manual_seed(0))
+    assert augmented.shape == images.shape
+    assert all(image.sum() == 1.0 and image.max() == 1.0 for image in augmented)  # moved, not copied or smeared
+    positions = [divmod(int(image.flatten().argmax()), 11) for image in augmented]
+    # rows move by the vertical shift only; columns start at 3 (kept) or 7 (mirrored), then shift by up to 2
+    assert {row for row, _ in positions} == {2, 3, 4, 5, 6}
+    columns = {column for _, column in positions}
+    assert columns <= set(range(1, 10)) and min(columns) < 5 < max(columns)
+    assert torch.equal(augment_images(images, 0, torch.Generator()), images)
+    # a seeded generator makes it reproducible
+    again = augment_images(images, max_shift=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, augmented)
 
 
 def test_fast_pretraining_learns_and_saves_a_loadable_clip(tmp_path):

@@ -53,7 +53,7 @@ class ClipPretrainingConfig:
             Text positions, including the start and end tokens (the tokenizer's `model_max_length`).
         num_images (`int`, *optional*, defaults to 4096):
             Captioned images rendered for pretraining.
-        num_steps (`int`, *optional*, defaults to 1000):
+        num_steps (`int`, *optional*, defaults to 1500):
             Optimizer steps.
         batch_size (`int`, *optional*, defaults to 128):
             Image-caption pairs per step.
@@ -61,6 +61,11 @@ class ClipPretrainingConfig:
             Peak AdamW learning rate (linear warm-up over the first 5% of the steps, then cosine decay).
         weight_decay (`float`, *optional*, defaults to 0.05):
             AdamW weight decay.
+        max_shift (`int`, *optional*, defaults to 6):
+            Augmentation: every image of a batch is mirrored left-right with probability 1/2 and translated by up to
+            this many pixels in each direction (reflect padding). Both keep its caption true: every object and path
+            of the world is left-right symmetric as a class (a mirrored circling path still circles). 0 turns the
+            augmentation off.
         eval_frames_per_class (`int`, *optional*, defaults to 40):
             Rendered frames per class for the zero-shot accuracy.
         seed (`int`, *optional*, defaults to 0):
@@ -75,10 +80,11 @@ class ClipPretrainingConfig:
     projection_dim: int = 64
     max_text_length: int = 32
     num_images: int = 4096
-    num_steps: int = 1000
+    num_steps: int = 1500
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 0.05
+    max_shift: int = 6
     eval_frames_per_class: int = 40
     seed: int = 0
 
@@ -214,6 +220,31 @@ def zero_shot_frame_accuracy(
     return results
 
 
+def augment_images(pixel_values: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    r"""
+    Random left-right mirroring and translations of a batch of images (see `ClipPretrainingConfig.max_shift`).
+
+    Args:
+        pixel_values (`torch.Tensor` of shape `(batch_size, channels, height, width)`):
+            Preprocessed images.
+        max_shift (`int`):
+            Largest translation in pixels along each axis; 0 returns the images unchanged.
+        generator (`torch.Generator`):
+            Source of the random flips and shifts.
+    """
+    if max_shift == 0:
+        return pixel_values
+    batch_size, _, height, width = pixel_values.shape
+    mirrored = torch.rand(batch_size, generator=generator) < 0.5
+    pixel_values = torch.where(mirrored[:, None, None, None], pixel_values.flip(-1), pixel_values)
+    # batch, channels, height + 2 * max_shift, width + 2 * max_shift
+    padded = F.pad(pixel_values, (max_shift,) * 4, mode="reflect")
+    offsets = torch.randint(0, 2 * max_shift + 1, (batch_size, 2), generator=generator).tolist()
+    return torch.stack(
+        [image[:, top : top + height, left : left + width] for image, (top, left) in zip(padded, offsets)]
+    )
+
+
 def _batches(num_items: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless shuffled mini-batches of indices, reshuffled every epoch, no partial batch."""
     while True:
@@ -271,7 +302,9 @@ def pretrain_clip(
     steps = range(config.num_steps)
     for _ in progress(steps) if progress is not None else steps:
         indices = next(batches)
-        pixel_values = extractor.preprocess_frames(images[indices.numpy()])
+        pixel_values = augment_images(
+            extractor.preprocess_frames(images[indices.numpy()]), config.max_shift, generator
+        )
         rows = caption_index[indices]
         image_embeds = F.normalize(model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
         text_embeds = model.get_text_features(
