@@ -87,6 +87,8 @@ def test_cached_run_pushes_the_model_folder_without_rebuilding(fast_run, hub_end
     assert results["table"] in completed.stdout
     # stage 4 has a progress bar over the variants, naming the current one
     assert re.search(r"4/5 training: 100%.* 4/4 .*variant=bottleneck", completed.stderr), completed.stderr[-2000:]
+    # the pipeline demo runs again (it is not cached) with its own bar, which reaches every sampled frame
+    assert re.search(r"5/5 detection: 100%.* (\d+)/\1 ", completed.stderr), completed.stderr[-2000:]
 
     with urlopen(f"{hub_endpoint}/api/models/{HUB_REPO_ID}") as response:
         pushed = {sibling["rfilename"] for sibling in json.load(response)["siblings"]}

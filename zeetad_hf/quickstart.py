@@ -10,9 +10,8 @@ setting rebuilds that stage and every later one; `force=True` rebuilds everythin
    vision tower ([`~zeetad_hf.frame_embedding.extract_video_features`]).
 4. `runs/<variant>/`: [`~zeetad_hf.training.train`] on the seen classes, evaluated on the unseen classes, for each
    text-side variant: `random_text` (fixed random class embeddings in place of the text encoder: chance), `frozen`
-   (CLIP text encoder, no adapters), `lora`, `bottleneck`.
-5. `results.json` / `results.md`: the table.
-6. `detections.json` / `timeline.png`: `pipeline("zero-shot-temporal-action-detection")` with the `bottleneck` model
+   (CLIP text encoder, no adapters), `lora`, `bottleneck`; then `results.json` / `results.md`, the table.
+5. `detections.json` / `timeline.png`: `pipeline("zero-shot-temporal-action-detection")` with the `bottleneck` model
    (the paper's adapters, fixed in advance: no variant is chosen by its unseen-class score) on a held-out video that
    holds unseen-class actions, with the unseen class names as candidate labels, plotted beside the ground truth.
 
@@ -49,6 +48,7 @@ from .modeling_zeetad import ZeetadForTemporalActionDetection
 from .processing_zeetad import ZeetadProcessor
 from .synthetic_world import PROMPT_TEMPLATE, RENDERING_VERSION, WorldConfig, fast_world_config, generate_world
 from .training import ZeetadTrainingArguments, push_folder_to_hub, train
+from .video_utils import units_for_duration
 from .visualization import plot_timeline
 
 
@@ -262,7 +262,11 @@ def detect_on_held_out_video(
     )
     video_path = world_dir / "videos" / f"{video_id}.mp4"
     detector = pipeline("zero-shot-temporal-action-detection", model=str(model_dir))
-    detections = detector(str(video_path), candidate_labels=unseen, threshold=0.0, top_k=top_k)
+    total_units = units_for_duration(entry["duration"], detector.processor.feature_extractor.sampling_fps)
+    with tqdm(total=total_units, desc="5/5 detection", unit="frame") as progress:
+        detections = detector(
+            str(video_path), candidate_labels=unseen, threshold=0.0, top_k=top_k, progress_callback=progress.update
+        )
     ground_truth = [item for item in entry["annotations"] if item["label"] in unseen]
     plot_timeline(
         detections,
@@ -363,7 +367,7 @@ def run_quickstart(
             _finish_stage(run_dir, run_key, {"model": settings.model_overrides, "training": settings.training})
         variants[variant] = json.loads((run_dir / "all_results.json").read_text())
 
-    # 5. the table
+    # the table of stage 4
     thresholds = next(iter(variants.values()))["tiou_thresholds"]
     table = results_table(variants, thresholds)
     results = {"seen": seen, "unseen": unseen, "clip": clip_summary, "variants": variants, "table": table}
@@ -371,12 +375,12 @@ def run_quickstart(
     with atomic_write(output_dir / "results.md") as handle:
         handle.write(table + "\n")
 
-    # 6. the pipeline on a held-out video, with the Hub-ready model
+    # 5. the pipeline on a held-out video, with the Hub-ready model
     if MODEL_VARIANT in variants:
         results["model_dir"] = str(paths["runs"] / MODEL_VARIANT)
         results["demo"] = detect_on_held_out_video(paths["runs"] / MODEL_VARIANT, paths["world"], unseen, output_dir)
 
-    # 7. the Hub: training's upload of the finished folder (no stage is touched, so the cache stays valid)
+    # then the Hub: training's upload of the finished folder (no stage is touched, so the cache stays valid)
     if push_to_hub:
         results["hub_repo_id"] = push_folder_to_hub(results["model_dir"], hub_model_id or MODEL_NAME)
     return results
