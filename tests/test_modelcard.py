@@ -218,6 +218,19 @@ def test_synthetic_world_card_describes_its_own_split_and_quotes_no_published_nu
     assert card.data.base_model is None and "model-index" not in card.data.to_dict()
 
 
+@pytest.mark.parametrize("reads_video", [False, True])
+def test_card_says_whether_the_checkpoint_takes_video_files(reads_video):
+    text = card_with_results(reads_video=reads_video).text
+    direct_use = text[text.index("### Direct Use") : text.index("### Downstream Use")]
+    started = text[text.index("## How to Get Started") : text.index("## Training Details")]
+    assert ("untrimmed\nvideo files, which the checkpoint's own CLIP vision tower embeds" in direct_use) == reads_video
+    assert ("videos represented by pre-extracted features (I3D" in direct_use) != reads_video
+    assert ("Raw video without the matching feature extractor" in text) != reads_video
+    assert ('detector("video.mp4", candidate_labels=' in started) == reads_video
+    # features work either way
+    assert '"clip_features": clip_features' in started
+
+
 def test_save_and_load_round_trip(tmp_path):
     card = card_with_results()
     path = save_model_card(card, tmp_path / "checkpoint")

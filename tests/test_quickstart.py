@@ -60,6 +60,8 @@ def test_model_folder_has_a_card_with_the_measured_results(fast_run):
     assert (dataset["type"], dataset["split"]) == ("synthetic_world", "validation")
     assert (dataset["args"]["seen_classes"], dataset["args"]["unseen_classes"]) == (results["seen"], results["unseen"])
     assert "small CLIP frame embeddings at 2 fps" in card.text
+    # the model holds its CLIP vision tower (the demo runs it on an mp4), and the card says it takes video files
+    assert 'detector("video.mp4"' in card.text and "Raw video without" not in card.text
     assert card.data.base_model is None and not re.search(r"paper reports \d", card.text)
 
 

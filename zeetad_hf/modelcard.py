@@ -197,6 +197,7 @@ def build_model_card(
     training_hyperparameters: Mapping[str, Any],
     repo_id: str | None = None,
     license: str = "mit",
+    reads_video: bool = False,
     **template_kwargs: Any,
 ) -> ModelCard:
     """Build the model card of a ZEETAD checkpoint trained and evaluated under the zero-shot protocol.
@@ -247,6 +248,9 @@ def build_model_card(
             Hub repository of the checkpoint, used in the "How to Get Started" code.
         license (`str`, *optional*, defaults to `"mit"`):
             License identifier of the checkpoint.
+        reads_video (`bool`, *optional*, defaults to `False`):
+            Whether the checkpoint holds its CLIP vision tower (`config.vision_config` is set) and so takes video
+            files directly; the card's uses and example then show video input instead of pre-extracted features.
         template_kwargs (`dict[str, Any]`, *optional*):
             Further template variables: `developers`, `compute_infrastructure`, `base_model_description` (what the
             text encoder comes from when it is no Hub checkpoint, so `base_model` is `None`).
@@ -361,6 +365,7 @@ def build_model_card(
         # Naming the unseen classes is useful for a single split; ten lists would drown the card.
         unseen_classes=class_split.unseen if class_split.num_splits == 1 else None,
         features=features,
+        reads_video=reads_video,
         protocol=protocol,
         protocol_description=PROTOCOLS[protocol],
         hyperparameters=list(training_hyperparameters.items()),
