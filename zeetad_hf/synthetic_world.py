@@ -62,7 +62,7 @@ TRAIL_SHAPE = "ball"
 # Radius of the trail's discs relative to the object's.
 TRAIL_SIZE = 0.35
 # Version of the rendering code, part of the cache key of generated worlds: bump it when frames change.
-RENDERING_VERSION = 2
+RENDERING_VERSION = 3
 # Trajectory sizes in units of the frame size, and periods in seconds.
 MOVEMENT_AMPLITUDE = 0.2
 MOVEMENT_PERIOD = 1.6
@@ -519,9 +519,12 @@ def write_mp4(path: str | os.PathLike, frames: Iterator[np.ndarray], fps: int) -
                 stream.width, stream.height = frame.shape[1], frame.shape[0]
                 # full chroma resolution: 4:2:0 would smear the thin coloured trails of a 64-pixel frame
                 stream.pix_fmt = "yuv444p"
-                # one encoder thread: x264's threaded encoding gave different bytes on a loaded machine, and a
-                # world must be a deterministic function of its seed (64x64 frames encode fast on one thread)
-                stream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
+                # A world must be a deterministic function of its seed. Measured with this FFmpeg build: x264's
+                # frame-type lookahead encodes the same frames differently from process to process (even on one
+                # thread), so it is off; one encoder thread, set through PyAV's `thread_count` as well because its
+                # default (0 = automatic) overrides x264's "threads" option.
+                stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "rc-lookahead": "0"}
+                stream.codec_context.thread_count = 1
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         if stream is None:
             raise ValueError(f"No frames to write to {path}.")
