@@ -24,6 +24,7 @@ from transformers import HfArgumentParser
 
 from zeetad_hf import ZeetadForTemporalActionDetection, ZeetadProcessor
 from zeetad_hf.data import BENCHMARKS, load_benchmark, load_benchmark_ground_truth
+from zeetad_hf.evaluation import score_predictions
 from zeetad_hf.file_utils import atomic_write, write_json_atomic
 from zeetad_hf.training import (
     ZeetadDataCollator,
@@ -31,7 +32,6 @@ from zeetad_hf.training import (
     has_accelerator,
     parse_arguments,
     predict,
-    score_predictions,
 )
 from zeetad_hf.zero_shot_splits import load_zero_shot_split, restrict_ground_truth
 

@@ -4,8 +4,9 @@
 Nothing is downloaded. A tiny random CLIP is built and saved to a temporary folder, then loaded with the real
 `ZeetadForTemporalActionDetection.from_clip` code path. Synthetic "videos" are sequences of CLIP frame embeddings in
 which an action of class `c` shows as frames close to CLIP's text embedding of `c` (what a CLIP image tower produces
-for frames of that action). The model trains on two seen classes only and is then asked, zero-shot, to find an unseen
-class in a new video.
+for frames of that action). The model trains on two seen classes only (16 videos with 1-2 random actions each) and is
+then asked, zero-shot, to find an unseen class in a new video. The text encoder stays frozen without adapters: a
+random CLIP holds no language knowledge that adapters could refine.
 
 Usage: python examples/tiny_zero_shot_example.py [--steps 150] [--seed 0]
 """
@@ -23,6 +24,7 @@ SEEN_CLASSES = ["jumping", "running"]
 UNSEEN_CLASS = "diving"
 TEMPLATE = "a video of a person {}"
 NUM_UNITS = 64
+NUM_TRAIN_VIDEOS = 16
 UNITS_PER_SECOND = 2.0  # CLIP frame embeddings sampled at 2 fps: one unit = one frame (stride 1, window 1)
 
 
@@ -44,6 +46,18 @@ def synthetic_video(class_embeddings: torch.Tensor, actions: list[tuple[int, int
     return frames
 
 
+def random_actions(num_classes: int, generator, max_actions: int = 2) -> list[tuple[int, int, int]]:
+    """1 or 2 non-overlapping `(class, start, end)` actions of 8-20 units in a video of `NUM_UNITS` units."""
+    actions, start = [], int(torch.randint(0, 8, (1,), generator=generator))
+    for _ in range(int(torch.randint(1, max_actions + 1, (1,), generator=generator))):
+        length = int(torch.randint(8, 21, (1,), generator=generator))
+        if start + length > NUM_UNITS:
+            break
+        actions.append((int(torch.randint(0, num_classes, (1,), generator=generator)), start, start + length))
+        start += length + int(torch.randint(4, 16, (1,), generator=generator))
+    return actions
+
+
 def to_labels(actions: list[tuple[int, int, int]]) -> dict:
     """Unit-index actions -> normalised `(center, width)` targets (unit `t` spans `[t / T, (t + 1) / T]`)."""
     segments = torch.tensor([[(start + end) / 2 / NUM_UNITS, (end - start) / NUM_UNITS] for _, start, end in actions])
@@ -63,8 +77,8 @@ def main():
     tokenizer = build_tiny_clip(clip_folder)
     model = ZeetadForTemporalActionDetection.from_clip(
         clip_folder, d_model=32, num_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=8,
-        num_feature_levels=3, encoder_layers=1, decoder_layers=2, semantic_adapter_dim=8, text_adapter_type="lora",
-        lora_rank=4, dropout=0.0,
+        num_feature_levels=3, encoder_layers=1, decoder_layers=2, semantic_adapter_dim=8, text_adapter_type=None,
+        dropout=0.0,
     )  # fmt: skip
     all_classes = SEEN_CLASSES + [UNSEEN_CLASS]
     prompts = tokenizer([TEMPLATE.format(name) for name in all_classes], padding=True, return_tensors="pt")
@@ -72,7 +86,7 @@ def main():
         class_embeddings = model.get_text_features(prompts["input_ids"], prompts["attention_mask"])
 
     # 2. Training videos contain only seen classes; prompts are the seen-class names only.
-    train_actions = [[(0, 8, 20), (1, 40, 52)], [(1, 5, 15), (0, 30, 50)], [(0, 44, 60)], [(1, 10, 30)]]
+    train_actions = [random_actions(len(SEEN_CLASSES), generator) for _ in range(NUM_TRAIN_VIDEOS)]
     train_videos = torch.stack([synthetic_video(class_embeddings, actions, generator) for actions in train_actions])
     train_labels = [to_labels(actions) for actions in train_actions]
     seen_prompts = {key: value[: len(SEEN_CLASSES)] for key, value in prompts.items()}

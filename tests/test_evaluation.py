@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zeetad_hf.evaluation import temporal_action_map
+from zeetad_hf.evaluation import (
+    harmonic_mean,
+    off_list_detection_rate,
+    open_vocabulary_report,
+    temporal_action_map,
+    videos_holding_only,
+)
 
 
 METRIC_DIR = Path(__file__).resolve().parents[1] / "zeetad_hf" / "metrics" / "temporal_action_map"
@@ -333,3 +339,82 @@ def test_evaluate_metric_matches_function():
     # thresholds 0.5 ... 0.85, and 0 at 0.9 and 0.95; A: AP 1 at 0.5 (fallback to the second ground truth)
     assert expected["per_class_ap"]["B"] == [0.5] * 8 + [0.0, 0.0]
     assert expected["per_class_ap"]["A"][0] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Open-vocabulary measures
+
+
+def test_videos_holding_only_the_given_classes():
+    ground_truth = make_ground_truth(
+        {
+            "only_unseen": [("U1", 0, 5), ("U2", 10, 20)],
+            "mixed": [("U1", 0, 5), ("S1", 10, 20)],
+            "only_seen": [("S1", 0, 5)],
+            "empty": [],
+        }
+    )
+    assert videos_holding_only(ground_truth, ["U1", "U2"]) == ["only_unseen"]
+    assert videos_holding_only(ground_truth, ["U1", "U2", "S1"]) == ["only_unseen", "mixed", "only_seen"]
+
+
+def test_off_list_detection_rate_hand_computed():
+    # Three instances of the left-out class X; the candidates were A and B.
+    ground_truth = make_ground_truth({"v1": [("X", 0, 10), ("X", 20, 30), ("A", 40, 50)], "v2": [("X", 0, 10)]})
+    predictions = make_predictions(
+        {
+            # v1, first X: covered by a confident A (tIoU 8/10 = 0.8) -> detected
+            # v1, second X: a confident B with tIoU 5/15 (below 0.5) and a close B with score 0.4 -> not detected
+            "v1": [("A", 0.9, 2, 10), ("B", 0.8, 25, 35), ("B", 0.4, 20, 30), ("A", 0.95, 40, 50)],
+            # v2: exactly at both thresholds (score 0.5, tIoU 5/10) -> detected (inclusive)
+            "v2": [("B", 0.5, 0, 5)],
+            # predictions on a video without X do not count
+            "v3": [("A", 0.99, 0, 10)],
+        }
+    )
+    result = off_list_detection_rate(ground_truth, predictions, "X")
+    assert result == {"instances": 3, "detected": 2, "rate": 2 / 3}
+    strict = off_list_detection_rate(ground_truth, predictions, "X", score_threshold=0.6, tiou_threshold=0.5)
+    assert strict["detected"] == 1
+    assert math.isnan(off_list_detection_rate(ground_truth, predictions, "Y")["rate"])
+    with pytest.raises(ValueError, match=r"`tiou_threshold` must be in \(0, 1\]"):
+        off_list_detection_rate(ground_truth, predictions, "X", tiou_threshold=0.0)
+
+
+def test_harmonic_mean():
+    assert harmonic_mean(0.5, 0.25) == pytest.approx(1 / 3)
+    assert harmonic_mean(0.0, 0.9) == 0.0
+
+
+def test_open_vocabulary_report_uses_the_right_videos_and_classes():
+    ground_truth = make_ground_truth(
+        {"only_unseen": [("U1", 0, 10)], "mixed": [("U2", 0, 10), ("S1", 20, 30)], "only_seen": [("S1", 0, 10)]}
+    )
+    unseen_predictions = {
+        "only_unseen": [{"label": "U1", "score": 0.9, "segment": [0, 10]}],
+        # a confident false U1 on the seen-only video: it hurts the all-videos mAP, not the unseen-only one
+        "only_seen": [{"label": "U1", "score": 0.95, "segment": [0, 10]}],
+    }
+    generalized = {
+        "only_unseen": [{"label": "U1", "score": 0.9, "segment": [0, 10]}],
+        "mixed": [
+            {"label": "S1", "score": 0.8, "segment": [20, 30]},
+            {"label": "U2", "score": 0.3, "segment": [40, 50]},
+        ],
+        "only_seen": [{"label": "S1", "score": 0.7, "segment": [0, 10]}],
+    }
+    off_list = {
+        "U1": {"only_unseen": [{"label": "U2", "score": 0.9, "segment": [0, 10]}]},
+        "U2": {"mixed": [{"label": "U1", "score": 0.2, "segment": [0, 10]}]},
+    }
+    report = open_vocabulary_report(
+        ground_truth, unseen_predictions, generalized, off_list, ["S1"], ["U1", "U2"], [0.5]
+    )
+    # unseen-only videos: the single U1 instance found, the false U1 on "only_seen" is outside -> AP 1 (U2 absent)
+    assert report["unseen_only_videos"] == {"mAP": [1.0], "average_mAP": 1.0, "num_videos": 1}
+    # generalized: S1 found twice (AP 1); U1 found (AP 1), U2 missed (AP 0) -> unseen 0.5; harmonic mean 2/3
+    assert report["generalized"]["seen_average_mAP"] == 1.0
+    assert report["generalized"]["unseen_average_mAP"] == 0.5
+    assert report["generalized"]["harmonic_mean"] == pytest.approx(2 / 3)
+    assert report["off_list"]["per_class"] == {"U1": 1.0, "U2": 0.0}
+    assert report["off_list"]["mean"] == 0.5

@@ -21,6 +21,7 @@ TINY_TEXT_CONFIG = {
     "eos_token_id": 98,
     "pad_token_id": 98,
 }
+HEADS = ("sigmoid", "softmax")
 MATCHER_COSTS = {
     "class_cost": 1.0,
     "actionness_cost": 2.0,
@@ -108,19 +109,27 @@ def hand_giou(segment_a: list[float], segment_b: list[float]) -> float:
     return intersection / union - (hull - union) / hull
 
 
-def pair_cost(class_logits, actionness_logit, pred_segment, target_class, target_segment, costs) -> float:
-    """Matching cost of one (query, target) pair, computed in plain Python independently of the library."""
-    exps = [math.exp(value) for value in class_logits]
-    class_probability = exps[target_class] / sum(exps)
-    probability = 1 / (1 + math.exp(-actionness_logit))
-    alpha, gamma = costs["focal_alpha"], costs["focal_gamma"]
+def hand_focal_cost(logit: float, alpha: float, gamma: float) -> float:
+    """Deformable DETR's focal matching cost of one logit (positive minus negative focal term), in plain Python."""
+    probability = 1 / (1 + math.exp(-logit))
     positive = alpha * (1 - probability) ** gamma * -math.log(probability)
     negative = (1 - alpha) * probability**gamma * -math.log(1 - probability)
+    return positive - negative
+
+
+def pair_cost(class_logits, actionness_logit, pred_segment, target_class, target_segment, costs, head) -> float:
+    """Matching cost of one (query, target) pair, computed in plain Python independently of the library."""
+    alpha, gamma = costs["focal_alpha"], costs["focal_gamma"]
+    if head == "sigmoid":
+        class_term = hand_focal_cost(class_logits[target_class], alpha, gamma)
+    else:
+        exps = [math.exp(value) for value in class_logits]
+        class_term = -exps[target_class] / sum(exps)
     (center_a, width_a), (center_b, width_b) = pred_segment, target_segment
     l1 = abs(center_a - center_b) + abs(width_a - width_b)
     return (
-        costs["class_cost"] * -class_probability
-        + costs["actionness_cost"] * (positive - negative)
+        costs["class_cost"] * class_term
+        + costs["actionness_cost"] * hand_focal_cost(actionness_logit, alpha, gamma)
         + costs["l1_cost"] * l1
         + costs["giou_cost"] * -hand_giou(pred_segment, target_segment)
     )
@@ -139,15 +148,21 @@ def brute_force_minimum(cost_matrix: list[list[float]]) -> float:
     )
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_hungarian_match_equals_brute_force(seed):
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("seed", range(4))
+def test_hungarian_match_equals_brute_force(seed, head):
     generator = torch.Generator().manual_seed(seed)
     num_queries, num_classes = 5, 4
     target_counts = [3, 5, 1, 6]  # 6 > num_queries: only num_queries targets can be matched
     outputs = random_outputs(generator, len(target_counts), num_queries, num_classes, num_units=8)
     labels = [random_labels(generator, count, num_classes) for count in target_counts]
     indices = hungarian_match(
-        outputs["class_logits"], outputs["actionness_logits"], outputs["pred_segments"], labels, **MATCHER_COSTS
+        outputs["class_logits"],
+        outputs["actionness_logits"],
+        outputs["pred_segments"],
+        labels,
+        classification_head=head,
+        **MATCHER_COSTS,
     )
     assert len(indices) == len(target_counts)
     for video, ((query_indices, target_indices), video_labels) in enumerate(zip(indices, labels)):
@@ -160,6 +175,7 @@ def test_hungarian_match_equals_brute_force(seed):
                     video_labels["class_labels"][target].item(),
                     video_labels["segments"][target].tolist(),
                     MATCHER_COSTS,
+                    head,
                 )
                 for target in range(len(video_labels["class_labels"]))
             ]
@@ -173,7 +189,8 @@ def test_hungarian_match_equals_brute_force(seed):
         assert matched_cost == pytest.approx(brute_force_minimum(cost_matrix), abs=1e-5)
 
 
-def test_hungarian_match_obvious_case():
+@pytest.mark.parametrize("head", HEADS)
+def test_hungarian_match_obvious_case(head):
     # Query 2 sits exactly on target 0 with its class, query 0 exactly on target 1 with its class, query 1 is far away
     # and predicts a third class. Greedy-by-query would still get this right, but any other assignment costs more.
     class_logits = torch.tensor([[[-5.0, 5.0, -5.0], [-5.0, -5.0, 5.0], [5.0, -5.0, -5.0]]])
@@ -181,7 +198,7 @@ def test_hungarian_match_obvious_case():
     pred_segments = torch.tensor([[[0.7, 0.2], [0.05, 0.02], [0.2, 0.1]]])
     labels = [make_labels([0, 1], [[0.2, 0.1], [0.7, 0.2]])]
     [(query_indices, target_indices)] = hungarian_match(
-        class_logits, actionness_logits, pred_segments, labels, **MATCHER_COSTS
+        class_logits, actionness_logits, pred_segments, labels, classification_head=head, **MATCHER_COSTS
     )
     assert query_indices.tolist() == [0, 2]
     assert target_indices.tolist() == [1, 0]
@@ -192,7 +209,12 @@ def test_hungarian_match_empty_targets():
     outputs = random_outputs(generator, batch_size=3, num_queries=4, num_classes=2, num_units=5)
     labels = [make_labels([], []), make_labels([1], [[0.5, 0.2]]), make_labels([], [])]
     indices = hungarian_match(
-        outputs["class_logits"], outputs["actionness_logits"], outputs["pred_segments"], labels, **MATCHER_COSTS
+        outputs["class_logits"],
+        outputs["actionness_logits"],
+        outputs["pred_segments"],
+        labels,
+        classification_head="sigmoid",
+        **MATCHER_COSTS,
     )
     for video in (0, 2):
         query_indices, target_indices = indices[video]
@@ -244,7 +266,7 @@ def loss_inputs(seed: int = 0, batch_size: int = 3, num_queries: int = 6, num_cl
     outputs = random_outputs(generator, batch_size, num_queries, num_classes, num_units)
     feature_mask = torch.ones(batch_size, num_units, dtype=torch.bool)
     feature_mask[1, 7:] = False
-    labels = [random_labels(generator, count, num_classes) for count in [2, 3, 0][:batch_size]]
+    labels = [random_labels(generator, count, num_classes) for count in [2, 3, 0, 1][:batch_size]]
     # Auxiliary layers use the model's output names: "logits" for the class logits.
     auxiliary_outputs = [
         {
@@ -308,9 +330,10 @@ def test_loss_without_auxiliary_loss_ignores_auxiliary_outputs():
     torch.testing.assert_close(loss_with, loss_without)
 
 
-def test_loss_matches_hand_reduction():
+@pytest.mark.parametrize("head", HEADS)
+def test_loss_matches_hand_reduction(head):
     # Recompute the final-layer components from the matcher's indices with the documented normalisations.
-    config = get_config()
+    config = get_config(classification_head=head)
     outputs, feature_mask, labels, _ = loss_inputs(seed=3)
     _, loss_dict = run_loss(ZeetadLoss(config), outputs, feature_mask, labels)
     indices = hungarian_match(
@@ -318,6 +341,7 @@ def test_loss_matches_hand_reduction():
         outputs["actionness_logits"],
         outputs["pred_segments"],
         labels,
+        classification_head=head,
         class_cost=config.matcher_class_cost,
         actionness_cost=config.matcher_actionness_cost,
         l1_cost=config.matcher_l1_cost,
@@ -327,10 +351,12 @@ def test_loss_matches_hand_reduction():
     )
     num_segments = 5
     actionness_targets = torch.zeros_like(outputs["actionness_logits"])
+    class_targets = torch.zeros_like(outputs["class_logits"])
     l1, giou, cross_entropy = 0.0, 0.0, []
     for video, (query_indices, target_indices) in enumerate(indices):
         for query, target in zip(query_indices.tolist(), target_indices.tolist()):
             actionness_targets[video, query] = 1
+            class_targets[video, query, labels[video]["class_labels"][target]] = 1
             predicted = outputs["pred_segments"][video, query].tolist()
             target_segment = labels[video]["segments"][target].tolist()
             l1 += abs(predicted[0] - target_segment[0]) + abs(predicted[1] - target_segment[1])
@@ -341,7 +367,12 @@ def test_loss_matches_hand_reduction():
     torch.testing.assert_close(loss_dict["loss_actionness"], actionness)
     assert loss_dict["loss_l1"].item() == pytest.approx(l1 / num_segments, rel=1e-5)
     assert loss_dict["loss_giou"].item() == pytest.approx(giou / num_segments, rel=1e-5)
-    assert loss_dict["loss_class"].item() == pytest.approx(sum(cross_entropy) / len(cross_entropy), rel=1e-5)
+    if head == "sigmoid":
+        # every (query, prompt) pair: matched queries have a one-hot target, the others all zeros
+        focal = sigmoid_focal_loss(outputs["class_logits"], class_targets, 0.25, 2.0).sum() / num_segments
+        torch.testing.assert_close(loss_dict["loss_class"], focal)
+    else:
+        assert loss_dict["loss_class"].item() == pytest.approx(sum(cross_entropy) / num_segments, rel=1e-5)
 
     unit_targets = foreground_targets(labels, feature_mask)
     unit_losses = sigmoid_focal_loss(outputs["foreground_logits"], unit_targets, 0.25, 2.0)
@@ -363,15 +394,24 @@ def test_loss_gradients_reach_every_input():
     assert (outputs["foreground_logits"].grad[1, 7:] == 0).all()
 
 
-def test_loss_without_ground_truth():
+@pytest.mark.parametrize("head", HEADS)
+def test_loss_without_ground_truth(head):
     outputs, feature_mask, _, auxiliary_outputs = loss_inputs()
     labels = [make_labels([], []) for _ in range(3)]
     for tensor in outputs.values():
         tensor.requires_grad_()
-    loss, loss_dict = run_loss(ZeetadLoss(get_config()), outputs, feature_mask, labels, auxiliary_outputs)
+    config = get_config(classification_head=head)
+    loss, loss_dict = run_loss(ZeetadLoss(config), outputs, feature_mask, labels, auxiliary_outputs)
     assert torch.isfinite(loss)
-    for key in ("loss_class", "loss_l1", "loss_giou"):
+    for key in ("loss_l1", "loss_giou"):
         assert loss_dict[key].item() == 0.0
+    if head == "softmax":
+        assert loss_dict["loss_class"].item() == 0.0
+    else:
+        # every (query, prompt) pair is a negative of the sigmoid head, normalised by max(num_segments, 1) = 1
+        negatives = torch.zeros_like(outputs["class_logits"])
+        expected_class = sigmoid_focal_loss(outputs["class_logits"], negatives, 0.25, 2.0).sum()
+        torch.testing.assert_close(loss_dict["loss_class"], expected_class)
     # No foreground unit: every valid unit is a negative, normalised by max(num_foreground_units, 1) = 1.
     expected_foreground = sigmoid_focal_loss(
         outputs["foreground_logits"], torch.zeros_like(outputs["foreground_logits"]), 0.25, 2.0
@@ -387,14 +427,15 @@ def test_loss_without_ground_truth():
     assert outputs["foreground_logits"].grad.abs().sum() > 0
 
 
-def test_perfect_prediction_beats_shifted_prediction():
+@pytest.mark.parametrize("head", HEADS)
+def test_perfect_prediction_beats_shifted_prediction(head):
     labels = [make_labels([1, 0], [[0.3, 0.2], [0.75, 0.1]]), make_labels([2], [[0.5, 0.4]])]
     num_queries, num_classes, num_units = 4, 3, 20
     feature_mask = torch.ones(2, num_units, dtype=torch.bool)
     foreground = foreground_targets(labels, feature_mask)
 
     def outputs_with(segment_shift: float) -> dict[str, torch.Tensor]:
-        class_logits = torch.zeros(2, num_queries, num_classes)
+        class_logits = torch.full((2, num_queries, num_classes), -10.0)
         actionness_logits = torch.full((2, num_queries), -8.0)
         pred_segments = torch.tensor([0.9, 0.05]).repeat(2, num_queries, 1)
         for video, video_labels in enumerate(labels):
@@ -412,7 +453,7 @@ def test_perfect_prediction_beats_shifted_prediction():
             "foreground_logits": foreground_logits,
         }
 
-    criterion = ZeetadLoss(get_config())
+    criterion = ZeetadLoss(get_config(classification_head=head))
     perfect_loss, perfect_dict = run_loss(criterion, outputs_with(0.0), feature_mask, labels)
     shifted_loss, shifted_dict = run_loss(criterion, outputs_with(0.08), feature_mask, labels)
     assert perfect_dict["loss_l1"].item() == pytest.approx(0.0, abs=1e-7)
@@ -467,7 +508,25 @@ def test_bad_labels_raise_value_error(labels, message):
         run_loss(ZeetadLoss(get_config()), outputs, feature_mask, labels)
     with pytest.raises(ValueError, match=message):
         hungarian_match(
-            outputs["class_logits"], outputs["actionness_logits"], outputs["pred_segments"], labels, **MATCHER_COSTS
+            outputs["class_logits"],
+            outputs["actionness_logits"],
+            outputs["pred_segments"],
+            labels,
+            classification_head="sigmoid",
+            **MATCHER_COSTS,
+        )
+
+
+def test_unknown_classification_head_is_refused():
+    outputs, _, labels, _ = loss_inputs()
+    with pytest.raises(ValueError, match="`classification_head` must be 'sigmoid' or 'softmax', got 'tanh'"):
+        hungarian_match(
+            outputs["class_logits"],
+            outputs["actionness_logits"],
+            outputs["pred_segments"],
+            labels,
+            classification_head="tanh",
+            **MATCHER_COSTS,
         )
 
 
@@ -512,3 +571,45 @@ def test_segment_count_is_averaged_across_processes():
     results = manager.dict()
     mp.spawn(_average_in_process, args=(port, [2.0, 4.0], results), nprocs=2, join=True)
     assert dict(results) == {0: 3.0, 1: 3.0}
+
+
+def _half_batch_losses(rank: int, port: int, head: str, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        outputs, feature_mask, labels, auxiliary_outputs = loss_inputs(seed=5, batch_size=4)
+        half = slice(2 * rank, 2 * rank + 2)
+        _, loss_dict = run_loss(
+            ZeetadLoss(get_config(classification_head=head)),
+            {key: value[half] for key, value in outputs.items()},
+            feature_mask[half],
+            labels[half],
+            [{key: value[half] for key, value in layer.items()} for layer in auxiliary_outputs],
+        )
+        results[rank] = {key: value.item() for key, value in loss_dict.items()}
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_two_processes_train_the_objective_of_one(head):
+    # DDP averages the gradients of the processes, so each loss component averaged over two processes holding half a
+    # batch must equal the component of one process holding the whole batch: every normaliser is a count averaged
+    # over the processes, never a local one (the halves hold 2 + 3 and 0 + 1 segments).
+    import socket
+
+    import torch.multiprocessing as mp
+
+    outputs, feature_mask, labels, auxiliary_outputs = loss_inputs(seed=5, batch_size=4)
+    assert [len(video_labels["class_labels"]) for video_labels in labels] == [2, 3, 0, 1]
+    _, whole = run_loss(
+        ZeetadLoss(get_config(classification_head=head)), outputs, feature_mask, labels, auxiliary_outputs
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_half_batch_losses, args=(port, head, results), nprocs=2, join=True)
+    for key, value in whole.items():
+        assert (results[0][key] + results[1][key]) / 2 == pytest.approx(value.item(), rel=1e-5), key

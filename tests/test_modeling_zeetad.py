@@ -1,5 +1,7 @@
 """ZEETAD model: shapes, gradients, adapters, serialization, invariances and input validation on tiny configs."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -179,6 +181,9 @@ def test_fresh_and_meta_initialisation_keep_adapters_at_zero(make_config, adapte
                 assert module.sampling_offsets_weight.abs().max() == 0
                 torch.testing.assert_close(module.sampling_offsets_bias.data, module.initial_sampling_offsets())
         assert model.logit_scale.item() == pytest.approx(config.logit_scale_init_value)
+        assert model.logit_bias.item() == pytest.approx(config.logit_bias_init_value)
+        for layer in model.query_scale_shift:
+            assert layer.weight.abs().max() == 0 and layer.bias.abs().max() == 0
 
 
 @pytest.mark.parametrize("adapter", ["bottleneck", "lora"])
@@ -387,3 +392,105 @@ def test_empty_text_embeds_raise(make_config, tokenizer):
     inputs.pop("input_ids"), inputs.pop("attention_mask")
     with pytest.raises(ValueError, match="text_embeds` must have shape"):
         model(**inputs, text_embeds=torch.zeros(0, 16))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Classification heads
+
+
+def test_sigmoid_head_scores_each_prompt_on_its_own(make_config, tokenizer):
+    model, tester = build(make_config, tokenizer, classification_head="sigmoid")
+    # a trained-looking head: per-query scale and shift that depend on the query
+    with torch.no_grad():
+        for layer in model.query_scale_shift:
+            layer.weight.normal_(0, 0.5)
+    inputs = tester.prepare_inputs()
+    with torch.no_grad():
+        full = model(**inputs)
+        inputs.update(tokenizer(PROMPTS[1:2], padding=True, return_tensors="pt"))
+        single = model(**inputs)
+    torch.testing.assert_close(full.class_probabilities, full.logits.sigmoid())
+    # one prompt's probability does not depend on the other candidates, and nothing forces them to sum to 1
+    torch.testing.assert_close(single.class_probabilities[..., 0], full.class_probabilities[..., 1])
+    assert not torch.allclose(full.class_probabilities.sum(-1), torch.ones(2, model.config.num_queries))
+
+
+def test_softmax_head_probabilities_sum_to_one(make_config, tokenizer):
+    model, tester = build(make_config, tokenizer, classification_head="softmax")
+    assert model.logit_bias is None and model.query_scale_shift is None
+    with torch.no_grad():
+        outputs = model(**tester.prepare_inputs())
+    torch.testing.assert_close(outputs.class_probabilities, outputs.logits.softmax(-1))
+    torch.testing.assert_close(outputs.class_probabilities.sum(-1), torch.ones(2, model.config.num_queries))
+
+
+@pytest.mark.parametrize("head", ["sigmoid", "softmax"])
+def test_logit_scale_is_clamped_at_100(make_config, tokenizer, head):
+    model, tester = build(make_config, tokenizer, classification_head=head)
+    inputs = tester.prepare_inputs()
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(100.0))
+        at_bound = model(**inputs).logits
+        model.logit_scale.fill_(8.0)  # exp(8) = 2981 would scale the cosines 30 times more
+        beyond = model(**inputs).logits
+    torch.testing.assert_close(beyond, at_bound)
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_classification_reaches_localization_only_when_coupled(make_config, tokenizer, coupled):
+    model, tester = build(make_config, tokenizer, classification_segment_gradient=coupled)
+    model.train()
+    outputs = model(**tester.prepare_inputs(), labels=tester.prepare_labels())
+    outputs.loss_dict["loss_class"].backward()
+    localization = [*model.model.segment_heads.parameters(), *model.model.foreground_head.parameters()]
+    reached = any(parameter.grad is not None and parameter.grad.abs().sum() > 0 for parameter in localization)
+    assert reached == coupled
+    # the class loss trains the sigmoid head's per-query scale and shift either way
+    assert model.query_scale_shift[-1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("field", ["input_features", "clip_features"])
+def test_non_finite_padding_does_not_leak_into_outputs(make_config, tokenizer, field):
+    model, tester = build(make_config, tokenizer)
+    inputs = tester.prepare_inputs()
+    inputs[field][-1, tester.padded_length :] = 0.0
+    with torch.no_grad():
+        clean = model(**inputs)
+        inputs[field][-1, tester.padded_length :] = float("nan")
+        inputs[field][-1, -1] = float("inf")
+        dirty = model(**inputs)
+    for name in ("logits", "class_probabilities", "actionness_logits", "pred_segments", "text_embeds"):
+        assert torch.isfinite(getattr(dirty, name)).all(), name
+        torch.testing.assert_close(getattr(dirty, name), getattr(clean, name))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Frozen CLIP weights after every load path
+
+
+def _requires_grad(model) -> set[str]:
+    return {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+@pytest.mark.parametrize("adapter", ["bottleneck", "lora", None])
+def test_reloaded_model_trains_exactly_what_a_fresh_one_trains(tokenizer, tmp_path, adapter):
+    _, clip_dir = save_tiny_clip(tmp_path / "clip", tokenizer)
+    fresh = ZeetadForTemporalActionDetection.from_clip(
+        str(clip_dir), load_vision=True, d_model=32, num_attention_heads=4, text_adapter_type=adapter, lora_rank=4
+    )
+    trainable = _requires_grad(fresh)
+    assert trainable == {name for name, _ in fresh.named_trainable_parameters()}
+    assert not any(name.startswith(("text_projection.", "vision_encoder.")) for name in trainable)
+    text_trainable = {name for name in trainable if name.startswith("text_encoder.")}
+    assert bool(text_trainable) == (adapter is not None)
+    assert all(".adapter." in name or ".lora_" in name for name in text_trainable)
+    fresh.save_pretrained(tmp_path / "saved")
+    reloaded = [
+        ZeetadForTemporalActionDetection.from_pretrained(tmp_path / "saved"),
+        AutoModel.from_pretrained(tmp_path / "saved"),
+        ZeetadForTemporalActionDetection.from_pretrained(tmp_path / "saved", output_loading_info=True)[0],
+        ZeetadForTemporalActionDetection.from_pretrained(None, config=fresh.config, state_dict=fresh.state_dict()),
+    ]
+    for model in reloaded:
+        assert _requires_grad(model) == trainable
+        assert {name for name, _ in model.named_trainable_parameters()} == trainable

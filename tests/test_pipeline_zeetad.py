@@ -172,8 +172,8 @@ def install_fake_detector(model, actions: list[tuple[int, int, int]]) -> list[in
 
     `actions` are `(class_index, first_unit, end_unit)` in units of the whole video. Frame embeddings carry their unit
     index in channel 0, so each window's forward knows which units it sees; it reports every action it overlaps,
-    clipped to the window (as a real model sees only the window), with high actionness, and padding queries with
-    ~0 actionness. Returns the list that records every window length.
+    clipped to the window (as a real model sees only the window), with high actionness and class probability, and
+    padding queries with ~0 of both. Returns the list that records every window length.
     """
     window_lengths, next_unit = [], [0]
 
@@ -186,7 +186,7 @@ def install_fake_detector(model, actions: list[tuple[int, int, int]]) -> list[in
         first_unit, length = int(input_features[0, 0, 0].round()), input_features.shape[1]
         window_lengths.append(length)
         num_queries, num_classes = len(actions) + 2, text_embeds.shape[0]
-        logits = torch.zeros(1, num_queries, num_classes)
+        logits = torch.full((1, num_queries, num_classes), -12.0)
         actionness = torch.full((1, num_queries), -12.0)
         segments = torch.tensor([[0.5, 0.05]]).repeat(1, num_queries, 1)
         for query, (class_index, start, end) in enumerate(actions):
@@ -197,6 +197,7 @@ def install_fake_detector(model, actions: list[tuple[int, int, int]]) -> list[in
                 logits[0, query, class_index] = 12.0
         return ZeetadTemporalActionDetectionOutput(
             logits=logits,
+            class_probabilities=logits.sigmoid(),  # the model's (default) sigmoid head
             actionness_logits=actionness,
             pred_segments=segments,
             feature_lengths=torch.tensor([length]),

@@ -12,21 +12,27 @@ from zeetad_hf.modeling_zeetad import ZeetadTemporalActionDetectionOutput
 THUMOS_TIMING = {"fps": 30.0, "feature_stride": 4, "window_size": 16}
 
 
-def make_outputs(logits, actionness, segments, lengths):
+def make_outputs(logits, actionness, segments, lengths, head="softmax"):
+    logits = torch.tensor(logits, dtype=torch.float32)
     return ZeetadTemporalActionDetectionOutput(
-        logits=torch.tensor(logits, dtype=torch.float32),
+        logits=logits,
+        class_probabilities=logits.softmax(-1) if head == "softmax" else logits.sigmoid(),
         actionness_logits=torch.tensor(actionness, dtype=torch.float32),
         pred_segments=torch.tensor(segments, dtype=torch.float32),
         feature_lengths=torch.tensor(lengths),
     )
 
 
-def test_single_detection_score_label_and_seconds():
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.5, 0.8])
+def test_single_detection_score_label_and_seconds(weight):
     # One video, 10 units, one query centred at 0.5 with width 0.2 -> normalised [0.4, 0.6]
     # -> grid indices 0.4 * 10 - 0.5 = 3.5 and 5.5 -> seconds (3.5 * 4 + 8) / 30 and (5.5 * 4 + 8) / 30.
     outputs = make_outputs([[[0.0, 2.0]]], [[1.0]], [[[0.5, 0.2]]], [10])
-    (result,) = post_process_temporal_action_detection(outputs, [THUMOS_TIMING], text_labels=["run", "jump"])
-    expected_score = (1 / (1 + math.exp(-1.0))) * math.exp(2.0) / (1 + math.exp(2.0))
+    (result,) = post_process_temporal_action_detection(
+        outputs, [THUMOS_TIMING], text_labels=["run", "jump"], actionness_weight=weight
+    )
+    # sigmoid(actionness) ** w * p(class) ** (1 - w), p = softmax([0, 2])[1]
+    expected_score = (1 / (1 + math.exp(-1.0))) ** weight * (math.exp(2.0) / (1 + math.exp(2.0))) ** (1 - weight)
     best = result["scores"].argmax()
     assert result["scores"][best].item() == pytest.approx(expected_score, rel=1e-6)
     assert result["labels"][best].item() == 1 and result["text_labels"][best] == "jump"
@@ -45,8 +51,11 @@ def test_window_offset_shifts_by_whole_units():
 
 
 def test_threshold_and_duration_clamp():
-    outputs = make_outputs([[[5.0], [5.0]]], [[4.0, -4.0]], [[[0.95, 0.3], [0.2, 0.1]]], [10])
-    (result,) = post_process_temporal_action_detection(outputs, [{**THUMOS_TIMING, "duration": 1.5}], threshold=0.5)
+    # sigmoid head: class probability sigmoid(5) for both queries, the actionness tells them apart
+    outputs = make_outputs([[[5.0], [5.0]]], [[4.0, -4.0]], [[[0.95, 0.3], [0.2, 0.1]]], [10], head="sigmoid")
+    (result,) = post_process_temporal_action_detection(
+        outputs, [{**THUMOS_TIMING, "duration": 1.5}], threshold=0.5, actionness_weight=0.5
+    )
     # Only the confident query survives the threshold; its end (grid 10.5 -> 50 / 30 = 1.67 s) is clamped to 1.5 s.
     assert result["scores"].numel() == 1
     start, end = result["segments"][0].tolist()
@@ -57,7 +66,8 @@ def test_threshold_and_duration_clamp():
 def test_soft_nms_decays_duplicate_queries():
     # Two queries predict the same segment and class: Soft-NMS keeps the first and decays the second by exp(-iou^2/sigma).
     outputs = make_outputs([[[3.0], [3.0]]], [[2.0, 1.0]], [[[0.5, 0.4], [0.5, 0.4]]], [20])
-    (soft,) = post_process_temporal_action_detection(outputs, [THUMOS_TIMING], nms_sigma=0.5)
+    # a single candidate: softmax probability 1, so the score is the actionness (any weight)
+    (soft,) = post_process_temporal_action_detection(outputs, [THUMOS_TIMING], nms_sigma=0.5, actionness_weight=1.0)
     first, second = soft["scores"].tolist()
     assert first == pytest.approx(1 / (1 + math.exp(-2.0)))
     assert second == pytest.approx(1 / (1 + math.exp(-1.0)) * math.exp(-1.0 / 0.5), rel=1e-4)
@@ -96,6 +106,7 @@ def test_real_model_outputs_give_sorted_segments_inside_the_video(make_config, t
         ({"threshold": 1.5}, r"`threshold` must be in \[0, 1\], got 1.5"),
         ({"threshold": -0.1}, r"`threshold` must be in \[0, 1\]"),
         ({"top_k": 0}, r"`top_k` must be a positive integer, got 0"),
+        ({"actionness_weight": 1.2}, r"`actionness_weight` must be in \[0, 1\], got 1.2"),
         ({"video_metadata": []}, r"`video_metadata` has 0 entries for a batch of 1"),
         ({"video_metadata": [{"fps": 30.0}]}, r"`video_metadata\[0\]` lacks \['feature_stride', 'window_size'\]"),
         ({"video_metadata": [{**THUMOS_TIMING, "fps": 0.0}]}, r"fps"),

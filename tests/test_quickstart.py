@@ -34,10 +34,29 @@ def test_fast_quickstart_beats_chance(fast_run):
     assert all(detection["label"] in results["unseen"] for detection in demo["detections"])
     assert (output_dir / "timeline.png").read_bytes().startswith(b"\x89PNG")
     saved = json.loads((output_dir / "results.json").read_text())
-    assert set(saved["variants"]) == set(VARIANTS)
+    assert set(saved["variants"]) == set(fast_settings().variants) <= set(VARIANTS)
     chance = saved["variants"]["random_text"]["eval_unseen_average_mAP"]
-    assert saved["variants"]["bottleneck"]["eval_unseen_average_mAP"] > chance
+    # both classification heads beat chance
+    for variant, head in (("bottleneck", "sigmoid"), ("bottleneck_softmax", "softmax")):
+        assert saved["variants"][variant]["classification_head"] == head
+        assert saved["variants"][variant]["eval_unseen_average_mAP"] > chance, variant
     assert saved["table"] == results["table"]
+
+
+def test_fast_quickstart_measures_the_open_vocabulary_behaviour(fast_run):
+    output_dir, results = fast_run
+    for variant, result in results["variants"].items():
+        report = result["open_vocabulary"]
+        generalized = report["generalized"]
+        for value in (generalized["seen_average_mAP"], generalized["unseen_average_mAP"], report["off_list"]["mean"]):
+            assert 0.0 <= value <= 1.0, variant
+        assert generalized["harmonic_mean"] <= max(generalized["seen_average_mAP"], generalized["unseen_average_mAP"])
+        assert set(report["off_list"]["per_class"]) == set(results["unseen"])
+        assert 0 < report["unseen_only_videos"]["num_videos"] < 36  # the fast world has 36 validation videos
+    # one table row per variant, with its head and every measure
+    rows = [line for line in results["table"].splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0].strip("| ") for row in rows] == list(results["variants"])
+    assert all(len(row.split(" | ")) == 8 for row in rows)
 
 
 def test_model_folder_has_a_card_with_the_measured_results(fast_run):
@@ -88,7 +107,9 @@ def test_cached_run_pushes_the_model_folder_without_rebuilding(fast_run, hub_end
     assert stamps == {path: path.stat().st_mtime_ns for path in output_dir.rglob("stage_settings.json")}
     assert results["table"] in completed.stdout
     # stage 4 has a progress bar over the variants, naming the current one
-    assert re.search(r"4/5 training: 100%.* 4/4 .*variant=bottleneck", completed.stderr), completed.stderr[-2000:]
+    assert re.search(r"4/5 training: 100%.* 3/3 .*variant=bottleneck_softmax", completed.stderr), completed.stderr[
+        -2000:
+    ]
     # the pipeline demo runs again (it is not cached) with its own bar, which reaches every sampled frame
     assert re.search(r"5/5 detection: 100%.* (\d+)/\1 ", completed.stderr), completed.stderr[-2000:]
 

@@ -263,6 +263,78 @@ def test_heldout_selection_and_windowed_evaluation(tmp_path, tokenizer, fresh_ac
     assert segments and max(end for _, end in segments) <= eval_dataset[1]["duration"] + 1e-6
 
 
+@pytest.mark.parametrize("heldout_percentage", [0.0, 30.0])
+def test_open_vocabulary_evaluation_of_the_selected_epoch(
+    tmp_path, tokenizer, fresh_accelerator_state, heldout_percentage
+):
+    train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data", num_train=6, num_eval=3)
+    model, processor = tiny_model_and_processor(tokenizer)
+    args = ZeetadTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=2,
+        num_train_epochs=2,
+        learning_rate=1e-3,
+        heldout_percentage=heldout_percentage,
+        open_vocabulary_evaluation=True,
+        use_cpu=True,
+    )
+    results = train(model, processor, train_dataset, eval_dataset, SEEN, UNSEEN, args)
+    report = results["open_vocabulary"]
+    assert report == results["epochs"][results["selected_epoch"]]["open_vocabulary"]
+    # every evaluation video also holds a seen "jumping" instance: none holds unseen classes only
+    assert report["unseen_only_videos"] is None
+    generalized = report["generalized"]
+    for key in ("seen_average_mAP", "unseen_average_mAP", "harmonic_mean"):
+        assert 0.0 <= generalized[key] <= 1.0
+    assert set(report["off_list"]["per_class"]) == set(UNSEEN)
+    assert 0.0 <= report["off_list"]["mean"] <= 1.0
+    assert json.loads((tmp_path / "run" / RESULTS_NAME).read_text())["open_vocabulary"] == json.loads(
+        json.dumps(report)
+    )
+
+
+def test_open_vocabulary_evaluation_needs_the_seen_annotations(tmp_path, tokenizer, fresh_accelerator_state):
+    train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data", num_train=2, num_eval=2)
+    unseen_only = eval_dataset.map(
+        lambda row: {"annotations": [item for item in row["annotations"] if item["label"] in UNSEEN]}
+    )
+    model, processor = tiny_model_and_processor(tokenizer)
+    args = ZeetadTrainingArguments(output_dir=str(tmp_path / "run"), open_vocabulary_evaluation=True, use_cpu=True)
+    with pytest.raises(ValueError, match="`open_vocabulary_evaluation` needs .* pass it unfiltered"):
+        train(model, processor, train_dataset, unseen_only, SEEN, UNSEEN, args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_optimizer_selects_parameters_by_role(tokenizer):
+    from zeetad_hf.training import _optimizer
+
+    model, _ = tiny_model_and_processor(
+        tokenizer,
+        vision_config={
+            "hidden_size": 32,
+            "num_attention_heads": 4,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "image_size": 32,
+            "patch_size": 8,
+            "projection_dim": 16,
+        },
+    )
+    expected = {id(parameter) for _, parameter in model.named_trainable_parameters()}
+    # a user (or a loader) that re-enables gradients everywhere does not make CLIP's weights trainable
+    model.requires_grad_(True)
+    optimizer = _optimizer(model, ZeetadTrainingArguments(output_dir="unused"))
+    selected = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
+    assert selected == expected
+    frozen = [*model.text_projection.parameters(), *model.vision_encoder.parameters()]
+    assert not {id(parameter) for parameter in frozen} & selected
+    # and a parameter the caller froze stays out
+    model.semantic_adapter.requires_grad_(False)
+    optimizer = _optimizer(model, ZeetadTrainingArguments(output_dir="unused"))
+    selected = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
+    assert selected == expected - {id(parameter) for parameter in model.semantic_adapter.parameters()}
+
+
 def test_training_refuses_unseen_annotations(tmp_path, tokenizer, fresh_accelerator_state):
     train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data", num_train=2, num_eval=1)
     model, processor = tiny_model_and_processor(tokenizer)

@@ -23,6 +23,9 @@ TINY_DETECTOR = {
     "text_adapter_bottleneck_dim": 8,
     "lora_rank": 4,
     "dropout": 0.0,
+    # The sigmoid head starts SigLIP-style at sigmoid(-10) for every prompt, which Soft-NMS's minimum score would
+    # drop entirely; untrained tiny models in pipeline and CLI tests must still produce detections.
+    "logit_bias_init_value": 0.0,
 }
 
 TINY_VISION_CONFIG = {

@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_argument("--fast", action="store_true", help="small settings (about a minute on 2 CPU cores)")
     quickstart.add_argument("--force", action="store_true", help="rebuild every stage")
     quickstart.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed of the world, its seen/unseen split, the CLIP pretraining and the training (default: 0)",
+    )
+    quickstart.add_argument(
         "--push_to_hub", action="store_true", help="upload the model folder to the Hub after the run"
     )
     quickstart.add_argument(
@@ -298,7 +304,12 @@ def _quickstart(args: argparse.Namespace) -> None:
 
     # `run_quickstart` refuses --hub_model_id without --push_to_hub (a ValueError: exit status 2) before any work.
     results = run_quickstart(
-        args.output_dir, fast=args.fast, force=args.force, push_to_hub=args.push_to_hub, hub_model_id=args.hub_model_id
+        args.output_dir,
+        fast=args.fast,
+        force=args.force,
+        seed=args.seed,
+        push_to_hub=args.push_to_hub,
+        hub_model_id=args.hub_model_id,
     )
     print(results["table"])
     for detection in (results.get("demo") or {}).get("detections", []):

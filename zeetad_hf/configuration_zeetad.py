@@ -6,6 +6,10 @@ from transformers.configuration_utils import SubConfigSpec
 
 
 TEXT_ADAPTER_TYPES = ("bottleneck", "lora")
+CLASSIFICATION_HEADS = ("sigmoid", "softmax")
+# Initial log temperature of each head when `logit_scale_init_value` is not given: CLIP's ln(100) for the softmax over
+# the candidates, SigLIP's ln(10) for independent sigmoids (paired with the bias `logit_bias_init_value`).
+DEFAULT_LOGIT_SCALE_INIT = {"softmax": 4.6052, "sigmoid": 2.3026}
 
 
 @strict
@@ -59,9 +63,25 @@ class ZeetadConfig(PreTrainedConfig):
         use_foreground_mask (`bool`, *optional*, defaults to `True`):
             Weight the frame similarities pooled under a proposal by the encoder's per-unit foreground probability
             (the paper's segment mask). `False` pools uniformly over the units the proposal covers.
-        logit_scale_init_value (`float`, *optional*, defaults to 4.6052):
-            Initial value of the learnable log temperature of the frame/prompt cosine similarity (CLIP's own value
-            is `ln(100)`).
+        classification_head (`str`, *optional*, defaults to `"sigmoid"`):
+            How a proposal's pooled frame/prompt cosine similarities become class scores. `"sigmoid"`: an independent
+            probability per (query, prompt) pair, `sigmoid(s_q * (cos - b_q) + b_0)`, with a scale `s_q` and shift
+            `b_q` predicted from the query's decoder state and a global bias `b_0` (OWL-ViT / SigLIP family); it can
+            say that no candidate fits, and it is trained with a sigmoid focal loss over all prompts. `"softmax"`:
+            `softmax(exp(logit_scale) * cos)` over the candidates (cross-entropy), which only ranks the candidates
+            against each other. Neither has per-class parameters, so both transfer to unseen prompts.
+        logit_scale_init_value (`float`, *optional*):
+            Initial value of the learnable log temperature of the cosine similarities, clamped to at most `ln(100)`
+            in the forward pass as CLIP does. Defaults to `ln(100)` (CLIP) for the softmax head and `ln(10)`
+            (SigLIP) for the sigmoid head.
+        logit_bias_init_value (`float`, *optional*, defaults to -10.0):
+            Initial value of the global bias `b_0` of the sigmoid head (SigLIP's initialisation: every pair starts
+            improbable, so the many negative pairs do not dominate the first steps). Unused by the softmax head.
+        classification_segment_gradient (`bool`, *optional*, defaults to `True`):
+            Let the classification loss reach the localization branch: gradients of the class logits flow through
+            the pooling weights into the predicted segments and the foreground mask (the paper's claim that the two
+            branches help each other; it did on held-out seen-class videos). `False` detaches both, so
+            classification never moves the boundaries.
         text_adapter_type (`str`, *optional*, defaults to `"bottleneck"`):
             Trainable adapters in the frozen CLIP text encoder: `"bottleneck"` (a residual bottleneck after every MLP,
             the paper's "lightweight adapters"), `"lora"` (LoRA through `peft`) or `None` (fully frozen encoder).
@@ -76,7 +96,9 @@ class ZeetadConfig(PreTrainedConfig):
         lora_target_modules (`list[str]`, *optional*, defaults to `["q_proj", "v_proj"]`):
             Names of the CLIP text linear layers that get LoRA.
         matcher_class_cost (`float`, *optional*, defaults to 1.0):
-            Weight of `-p(ground-truth class)` in the Hungarian matching cost.
+            Weight of the class cost in the Hungarian matching cost: the focal cost of Deformable DETR (positive minus
+            negative focal term of the ground-truth class's sigmoid probability) for the sigmoid head,
+            `-p(ground-truth class)` for the softmax head.
         matcher_actionness_cost (`float`, *optional*, defaults to 2.0):
             Weight of the focal actionness cost in the matching cost.
         matcher_l1_cost (`float`, *optional*, defaults to 5.0):
@@ -86,7 +108,9 @@ class ZeetadConfig(PreTrainedConfig):
         actionness_loss_coefficient (`float`, *optional*, defaults to 2.0):
             Weight of the sigmoid focal loss on class-agnostic actionness.
         class_loss_coefficient (`float`, *optional*, defaults to 1.0):
-            Weight of the cross-entropy over the batch's class prompts for matched queries.
+            Weight of the classification loss: a sigmoid focal loss over every (query, prompt) pair (matched query:
+            one-hot target, unmatched: all zeros) for the sigmoid head, the cross-entropy over the prompts of matched
+            queries for the softmax head; both divided by the number of ground-truth segments.
         l1_loss_coefficient (`float`, *optional*, defaults to 5.0):
             Weight of the L1 loss on matched `(center, width)` segments.
         giou_loss_coefficient (`float`, *optional*, defaults to 2.0):
@@ -128,7 +152,10 @@ class ZeetadConfig(PreTrainedConfig):
     activation_function: str = "relu"
     semantic_adapter_dim: int = 128
     use_foreground_mask: bool = True
-    logit_scale_init_value: float = 4.6052
+    classification_head: str = "sigmoid"
+    logit_scale_init_value: float | None = None
+    logit_bias_init_value: float = -10.0
+    classification_segment_gradient: bool = True
     text_adapter_type: str | None = "bottleneck"
     text_adapter_bottleneck_dim: int = 64
     lora_rank: int = 8
@@ -150,6 +177,8 @@ class ZeetadConfig(PreTrainedConfig):
     init_std: float = 0.02
 
     def __post_init__(self, **kwargs):
+        if self.logit_scale_init_value is None and self.classification_head in DEFAULT_LOGIT_SCALE_INIT:
+            self.logit_scale_init_value = DEFAULT_LOGIT_SCALE_INIT[self.classification_head]
         super().__post_init__(**kwargs)
         # Run the cross-field checks here too so that users get the plain `ValueError` (the strict dataclass
         # machinery re-runs them after `__init__` wrapped in its own exception type).
@@ -193,6 +222,10 @@ class ZeetadConfig(PreTrainedConfig):
         if self.text_adapter_type is not None and self.text_adapter_type not in TEXT_ADAPTER_TYPES:
             raise ValueError(
                 f"`text_adapter_type` must be one of {TEXT_ADAPTER_TYPES} or None, got {self.text_adapter_type!r}."
+            )
+        if self.classification_head not in CLASSIFICATION_HEADS:
+            raise ValueError(
+                f"`classification_head` must be one of {CLASSIFICATION_HEADS}, got {self.classification_head!r}."
             )
         if self.text_adapter_type == "lora" and len(self.lora_target_modules) == 0:
             raise ValueError("`lora_target_modules` must name at least one module when `text_adapter_type='lora'`.")

@@ -19,6 +19,7 @@ ActivityNet validation set). The official semantics, all kept here:
 """
 
 import json
+import math
 import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from .zero_shot_splits import restrict_ground_truth
 
 
 # Tolerance (seconds) of the optional ActionFormer-style ground-truth de-duplication.
@@ -533,4 +536,192 @@ def temporal_action_map(
         "mAP": mean_average_precision.tolist(),
         "average_mAP": float(mean_average_precision.mean()),
         "per_class_ap": {label: average_precision[:, idx].tolist() for label, idx in class_index.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Open-vocabulary behaviour: what mAP on the unseen classes alone does not show
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def videos_holding_only(ground_truth: Mapping[str, Any] | str | os.PathLike, classes: Iterable[str]) -> list[str]:
+    """Ids of the ground-truth videos that hold at least one annotation and only annotations of `classes`.
+
+    With the unseen classes of a split these are the videos on which "none of the candidates" never happens: the
+    unseen-class mAP restricted to them measures zero-shot recognition without the off-list actions of other videos.
+    """
+    class_set = set(classes)
+    database = _load_videos(ground_truth, "ground_truth", "database")
+    return [
+        video_id
+        for video_id, video in database.items()
+        if video["annotations"] and all(annotation["label"] in class_set for annotation in video["annotations"])
+    ]
+
+
+def off_list_detection_rate(
+    ground_truth: Mapping[str, Any] | str | os.PathLike,
+    predictions: Mapping[str, Any] | str | os.PathLike,
+    off_list_class: str,
+    score_threshold: float = 0.5,
+    tiou_threshold: float = 0.5,
+) -> dict[str, Any]:
+    r"""
+    How often a detector names *something* when the action in front of it is not among the candidate labels.
+
+    `predictions` must come from a run whose candidate labels leave out `off_list_class`. Every ground-truth instance
+    of that class counts as detected when some prediction on the same video, under any label, has a score of at least
+    `score_threshold` and a temporal IoU of at least `tiou_threshold` with it. Lower is better: a detector with
+    absolute scores leaves such actions below the threshold, one whose scores are relative to the candidate list
+    gives them to the nearest candidate.
+
+    Args:
+        ground_truth (`Mapping[str, Any]` or `str` or `os.PathLike`):
+            ActivityNet-style ground truth (or its JSON file); only the instances of `off_list_class` are read.
+        predictions (`Mapping[str, Any]` or `str` or `os.PathLike`):
+            ActivityNet submission `{"results": {video_id: [{"label", "score", "segment": [start, end]}]}}`.
+        off_list_class (`str`):
+            The class left out of the candidate labels.
+        score_threshold (`float`, *optional*, defaults to 0.5):
+            Score from which a prediction counts as a detection, in `[0, 1]`.
+        tiou_threshold (`float`, *optional*, defaults to 0.5):
+            Temporal IoU from which a prediction covers an instance, in `(0, 1]`.
+
+    Returns:
+        `dict[str, Any]`: `{"instances": int, "detected": int, "rate": float}` (`rate` is `detected / instances`,
+        `nan` without instances).
+    """
+    if not 0.0 <= score_threshold <= 1.0:
+        raise ValueError(f"`score_threshold` must be in [0, 1], got {score_threshold!r}.")
+    if not 0.0 < tiou_threshold <= 1.0:
+        raise ValueError(f"`tiou_threshold` must be in (0, 1], got {tiou_threshold!r}.")
+    database = _load_videos(ground_truth, "ground_truth", "database")
+    results = _load_videos(predictions, "predictions", "results")
+    instances = detected = 0
+    for video_id, video in database.items():
+        targets = np.array(
+            [annotation["segment"] for annotation in video["annotations"] if annotation["label"] == off_list_class],
+            dtype=np.float64,
+        ).reshape(-1, 2)
+        if len(targets) == 0:
+            continue
+        instances += len(targets)
+        confident = [
+            prediction["segment"] for prediction in results.get(video_id, []) if prediction["score"] >= score_threshold
+        ]
+        if not confident:
+            continue
+        segments = np.asarray(confident, dtype=np.float64).reshape(-1, 2)
+        # instances, predictions
+        intersection = (
+            np.minimum(targets[:, None, 1], segments[None, :, 1])
+            - np.maximum(targets[:, None, 0], segments[None, :, 0])
+        ).clip(min=0)
+        union = (targets[:, 1] - targets[:, 0])[:, None] + (segments[:, 1] - segments[:, 0])[None, :] - intersection
+        tiou = intersection / np.maximum(union, 1e-12)
+        detected += int((tiou >= tiou_threshold).any(axis=1).sum())
+    return {"instances": instances, "detected": detected, "rate": detected / instances if instances else float("nan")}
+
+
+def harmonic_mean(first: float, second: float) -> float:
+    """Harmonic mean of two non-negative scores (0 when either is 0), e.g. seen and unseen mAP of generalized
+    zero-shot detection."""
+    return 0.0 if first <= 0 or second <= 0 else 2 * first * second / (first + second)
+
+
+def score_predictions(
+    ground_truth: Mapping[str, Any], results: Mapping[str, list], classes: Sequence[str], tiou_thresholds
+) -> dict[str, Any]:
+    r"""
+    mAP of `results` against the ground truth restricted to `classes` (every video of `ground_truth` is scored).
+
+    Classes of `classes` without any ground-truth instance in these videos are not part of the official class set;
+    their predictions are ignored (the official evaluator would raise) and the classes are listed in
+    `"classes_without_ground_truth"`.
+
+    Returns:
+        `dict`: the output of [`~zeetad_hf.evaluation.temporal_action_map`] plus `"classes_without_ground_truth"`.
+    """
+    restricted = restrict_ground_truth(ground_truth, classes)
+    present = {item["label"] for video in restricted["database"].values() for item in video["annotations"]}
+    metrics = temporal_action_map(
+        restricted, {"results": dict(results)}, tiou_thresholds=list(tiou_thresholds), unknown_label="ignore"
+    )
+    metrics["classes_without_ground_truth"] = [name for name in classes if name not in present]
+    return metrics
+
+
+def open_vocabulary_report(
+    ground_truth: Mapping[str, Any],
+    unseen_predictions: Mapping[str, list],
+    generalized_predictions: Mapping[str, list],
+    off_list_predictions: Mapping[str, Mapping[str, list]],
+    seen_classes: Sequence[str],
+    unseen_classes: Sequence[str],
+    tiou_thresholds: Sequence[float],
+    score_threshold: float = 0.5,
+    tiou_threshold: float = 0.5,
+) -> dict[str, Any]:
+    r"""
+    Score a detector's open-vocabulary behaviour on one set of evaluation videos.
+
+    Args:
+        ground_truth (`Mapping[str, Any]`):
+            ActivityNet-style ground truth of the evaluation videos with *all* their annotations (seen and unseen).
+        unseen_predictions (`Mapping[str, list]`):
+            Results `{video_id: [{"label", "score", "segment"}]}` with the unseen classes as candidates.
+        generalized_predictions (`Mapping[str, list]`):
+            Results with the seen and the unseen classes as candidates.
+        off_list_predictions (`Mapping[str, Mapping[str, list]]`):
+            Per unseen class, the results with the other unseen classes as candidates (may be empty).
+        seen_classes, unseen_classes (`Sequence[str]`):
+            The split.
+        tiou_thresholds (`Sequence[float]`):
+            Thresholds of the mAPs.
+        score_threshold (`float`, *optional*, defaults to 0.5):
+            Score from which an off-list prediction counts (see [`~zeetad_hf.evaluation.off_list_detection_rate`]).
+        tiou_threshold (`float`, *optional*, defaults to 0.5):
+            tIoU from which an off-list prediction covers an instance.
+
+    Returns:
+        `dict[str, Any]`: `unseen_only_videos` (mAP of `unseen_predictions` on the videos holding unseen classes
+        only: `mAP`, `average_mAP`, `num_videos`), `generalized` (`seen_average_mAP`, `unseen_average_mAP`,
+        `harmonic_mean`) and `off_list` (`score_threshold`, `tiou_threshold`, `per_class` rates, their `mean`; `None`
+        without off-list predictions).
+    """
+    only_unseen = set(videos_holding_only(ground_truth, unseen_classes))
+    if not only_unseen:
+        unseen_only = None
+    else:
+        subset_truth = {"database": {key: ground_truth["database"][key] for key in sorted(only_unseen)}}
+        subset_predictions = {key: value for key, value in unseen_predictions.items() if key in only_unseen}
+        scored = score_predictions(subset_truth, subset_predictions, unseen_classes, tiou_thresholds)
+        unseen_only = {"mAP": scored["mAP"], "average_mAP": scored["average_mAP"], "num_videos": len(only_unseen)}
+    seen_map = score_predictions(ground_truth, generalized_predictions, seen_classes, tiou_thresholds)["average_mAP"]
+    unseen_map = score_predictions(ground_truth, generalized_predictions, unseen_classes, tiou_thresholds)[
+        "average_mAP"
+    ]
+    off_list = None
+    if off_list_predictions:
+        rates = {
+            name: off_list_detection_rate(
+                ground_truth, {"results": dict(results)}, name, score_threshold, tiou_threshold
+            )["rate"]
+            for name, results in off_list_predictions.items()
+        }
+        measured = [rate for rate in rates.values() if not math.isnan(rate)]
+        off_list = {
+            "score_threshold": score_threshold,
+            "tiou_threshold": tiou_threshold,
+            "per_class": rates,
+            "mean": sum(measured) / len(measured) if measured else float("nan"),
+        }
+    return {
+        "unseen_only_videos": unseen_only,
+        "generalized": {
+            "seen_average_mAP": seen_map,
+            "unseen_average_mAP": unseen_map,
+            "harmonic_mean": harmonic_mean(seen_map, unseen_map),
+        },
+        "off_list": off_list,
     }

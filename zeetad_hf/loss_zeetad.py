@@ -2,11 +2,18 @@
 
 The criterion follows the DETR recipe adapted to 1-D time and to an open vocabulary:
 
-- every video's ground-truth actions are matched one-to-one to queries by minimising a cost built from the class
-  probability over this batch's class prompts, a focal cost on class-agnostic actionness, the L1 distance between
+- every video's ground-truth actions are matched one-to-one to queries by minimising a cost built from a class cost
+  over this batch's class prompts (sigmoid head: the focal cost of Deformable DETR on the per-prompt probability;
+  softmax head: minus the probability), a focal cost on class-agnostic actionness, the L1 distance between
   `(center, width)` segments and the negative 1-D generalised IoU;
-- matched queries are trained with cross-entropy over the prompts, L1 and `1 - gIoU`; all queries are trained with a
-  sigmoid focal loss on actionness (matched = 1, unmatched = 0);
+- classification: with the sigmoid head, a sigmoid focal loss over every (query, prompt) pair (matched query: one-hot
+  target on its ground-truth class, unmatched queries: all zeros); with the softmax head, cross-entropy over the
+  prompts for matched queries;
+- matched queries are trained with L1 and `1 - gIoU`; all queries are trained with a sigmoid focal loss on actionness
+  (matched = 1, unmatched = 0);
+- every query loss is divided by the number of ground-truth segments per process averaged over the processes, and the
+  foreground loss by the number of foreground units averaged the same way, so that one process and several processes
+  (whose gradients DDP averages) train the same objective on the same data;
 - the encoder's per-unit foreground logits (the paper's segment mask) are trained with a sigmoid focal loss against
   targets derived from the ground-truth segments;
 - with `config.auxiliary_loss`, the four query losses are added for every intermediate decoder layer, each layer being
@@ -53,6 +60,18 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return alpha_t * (1 - p_t) ** gamma * cross_entropy
 
 
+def focal_cost(logits: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
+    """
+    Focal matching cost of Deformable DETR, elementwise: the focal loss of calling each logit positive minus that of
+    calling it negative, `alpha (1 - p)^gamma (-log p) - (1 - alpha) p^gamma (-log(1 - p))` with `p = sigmoid(logits)`.
+    Low for confident positives; `logsigmoid` keeps the logarithms finite for any logit.
+    """
+    probabilities = logits.sigmoid()
+    positive_cost = alpha * (1 - probabilities) ** gamma * -F.logsigmoid(logits)
+    negative_cost = (1 - alpha) * probabilities**gamma * -F.logsigmoid(-logits)
+    return positive_cost - negative_cost
+
+
 def _validate_labels(labels: Sequence[Mapping[str, torch.Tensor]], batch_size: int, num_classes: int) -> None:
     # User input: raise a ValueError that names the offending video instead of failing deep inside the matcher.
     if not isinstance(labels, (list, tuple)) or len(labels) != batch_size:
@@ -92,6 +111,11 @@ def _validate_labels(labels: Sequence[Mapping[str, torch.Tensor]], batch_size: i
             raise ValueError(f"{name}['segments'] must have positive widths (column 1 of (center, width)).")
 
 
+def _check_classification_head(classification_head: str) -> None:
+    if classification_head not in ("sigmoid", "softmax"):
+        raise ValueError(f"`classification_head` must be 'sigmoid' or 'softmax', got {classification_head!r}.")
+
+
 def _describe(value: object) -> str:
     return f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
 
@@ -122,6 +146,7 @@ def _match(
     pred_segments: torch.Tensor,
     labels: Sequence[Mapping[str, torch.Tensor]],
     *,
+    classification_head: str,
     class_cost: float,
     actionness_cost: float,
     l1_cost: float,
@@ -140,17 +165,17 @@ def _match(
             indices.append((empty, empty.clone()))
             continue
 
-        # 1. Class cost: -p(target class), the softmax running over this batch's class prompts.
-        class_probabilities = class_logits[video_index].float().softmax(-1)  # num_queries, num_classes
-        cost_class = -class_probabilities[:, target_classes]  # num_queries, num_targets
+        # 1. Class cost of every query for every target's class (num_queries, num_targets): the focal cost of the
+        #    per-prompt sigmoid, or -p(target class) with the softmax running over this batch's class prompts.
+        video_class_logits = class_logits[video_index].float()  # num_queries, num_classes
+        if classification_head == "sigmoid":
+            cost_class = focal_cost(video_class_logits[:, target_classes], focal_alpha, focal_gamma)
+        else:
+            cost_class = -video_class_logits.softmax(-1)[:, target_classes]
 
-        # 2. Actionness cost: focal cost of calling the query positive minus that of calling it negative, so that
-        #    the matcher prefers queries the actionness head already rates high. logsigmoid keeps the logs finite.
-        logits = actionness_logits[video_index].float()  # num_queries
-        probabilities = logits.sigmoid()
-        positive_cost = focal_alpha * (1 - probabilities) ** focal_gamma * -F.logsigmoid(logits)
-        negative_cost = (1 - focal_alpha) * probabilities**focal_gamma * -F.logsigmoid(-logits)
-        cost_actionness = (positive_cost - negative_cost)[:, None]  # num_queries, 1 (same for every target)
+        # 2. Actionness cost: the same focal cost, so that the matcher prefers queries the actionness head already
+        #    rates high; num_queries, 1 (the same for every target).
+        cost_actionness = focal_cost(actionness_logits[video_index].float(), focal_alpha, focal_gamma)[:, None]
 
         # 3. Localisation costs: L1 on (center, width) and -gIoU on (start, end).
         predicted = pred_segments[video_index].float()  # num_queries, 2
@@ -180,6 +205,7 @@ def hungarian_match(
     pred_segments: torch.Tensor,
     labels: Sequence[Mapping[str, torch.Tensor]],
     *,
+    classification_head: str,
     class_cost: float,
     actionness_cost: float,
     l1_cost: float,
@@ -190,13 +216,14 @@ def hungarian_match(
     """
     One-to-one matching of queries to ground-truth actions, video by video, minimising
 
-    `class_cost * -p(class) + actionness_cost * (focal_pos - focal_neg) + l1_cost * L1(c, w) + giou_cost * -gIoU(s, e)`
+    `class_cost * C_class + actionness_cost * focal_cost(actionness) + l1_cost * L1(c, w) + giou_cost * -gIoU(s, e)`
 
-    with `scipy.optimize.linear_sum_assignment`. Runs without gradient.
+    with `scipy.optimize.linear_sum_assignment`, where `C_class` is the [`focal_cost`] of the ground-truth class's
+    logit (sigmoid head) or `-softmax(logits)[class]` (softmax head). Runs without gradient.
 
     Args:
         class_logits (`torch.Tensor` of shape `(batch_size, num_queries, num_classes)`):
-            Query/prompt similarity logits; the class probability is their softmax over the `num_classes` prompts.
+            Query/prompt class logits of the head named by `classification_head`.
         actionness_logits (`torch.Tensor` of shape `(batch_size, num_queries)`):
             Class-agnostic actionness logits (sigmoid).
         pred_segments (`torch.Tensor` of shape `(batch_size, num_queries, 2)`):
@@ -204,8 +231,10 @@ def hungarian_match(
         labels (`list[dict]` of length `batch_size`):
             Per video, `"class_labels"` (`torch.LongTensor` of shape `(n,)`, indices into the prompts) and
             `"segments"` (`torch.FloatTensor` of shape `(n, 2)`, normalised `(center, width)`); `n` may be 0.
+        classification_head (`str`):
+            `"sigmoid"` or `"softmax"` (see [`ZeetadConfig.classification_head`]).
         class_cost (`float`):
-            Weight of the negative class probability.
+            Weight of the class cost.
         actionness_cost (`float`):
             Weight of the focal actionness cost.
         l1_cost (`float`):
@@ -213,9 +242,9 @@ def hungarian_match(
         giou_cost (`float`):
             Weight of the negative 1-D generalised IoU.
         focal_alpha (`float`):
-            Alpha of the focal actionness cost.
+            Alpha of the focal costs.
         focal_gamma (`float`):
-            Gamma of the focal actionness cost.
+            Gamma of the focal costs.
 
     Returns:
         `list[tuple[torch.LongTensor, torch.LongTensor]]`: per video, `(query_indices, target_indices)` of length
@@ -226,12 +255,14 @@ def hungarian_match(
         `ValueError`: if `labels` is malformed (the message names the video), or the cost is not finite.
     """
     _check_query_outputs(class_logits, actionness_logits, pred_segments, name="hungarian_match:")
+    _check_classification_head(classification_head)
     _validate_labels(labels, batch_size=class_logits.shape[0], num_classes=class_logits.shape[-1])
     return _match(
         class_logits,
         actionness_logits,
         pred_segments,
         labels,
+        classification_head=classification_head,
         class_cost=class_cost,
         actionness_cost=actionness_cost,
         l1_cost=l1_cost,
@@ -309,7 +340,9 @@ class ZeetadLoss(nn.Module):
 
     def __init__(self, config: ZeetadConfig):
         super().__init__()
+        self.classification_head = config.classification_head
         self.matcher_costs = {
+            "classification_head": config.classification_head,
             "class_cost": config.matcher_class_cost,
             "actionness_cost": config.matcher_actionness_cost,
             "l1_cost": config.matcher_l1_cost,
@@ -353,11 +386,17 @@ class ZeetadLoss(nn.Module):
         actionness_targets[batch_indices, query_indices] = 1.0
         actionness = sigmoid_focal_loss(actionness_logits, actionness_targets, self.focal_alpha, self.focal_gamma)
 
-        # Class: cross-entropy over the prompts for matched queries. Sum / max(count, 1) is the mean, and an empty
-        # batch gives a 0 that stays attached to the graph (DDP expects every output to receive a gradient).
-        matched_class_logits = class_logits[batch_indices, query_indices]  # num_matched, num_classes
-        num_matched = max(len(query_indices), 1)
-        loss_class = F.cross_entropy(matched_class_logits, target_classes, reduction="sum") / num_matched
+        # Class. Sigmoid head: focal loss over every (query, prompt) pair, positives = each matched query's class.
+        # Softmax head: cross-entropy over the prompts for matched queries (a sum over none is a 0 that stays
+        # attached to the graph, as DDP expects every output to receive a gradient).
+        if self.classification_head == "sigmoid":
+            class_targets = torch.zeros_like(class_logits)  # batch_size, num_queries, num_classes
+            class_targets[batch_indices, query_indices, target_classes] = 1.0
+            class_losses = sigmoid_focal_loss(class_logits, class_targets, self.focal_alpha, self.focal_gamma)
+            loss_class = class_losses.sum() / num_segments
+        else:
+            matched_class_logits = class_logits[batch_indices, query_indices]  # num_matched, num_classes
+            loss_class = F.cross_entropy(matched_class_logits, target_classes, reduction="sum") / num_segments
 
         # Localisation on matched queries: L1 on (center, width), 1 - gIoU on (start, end).
         matched_segments = pred_segments[batch_indices, query_indices]  # num_matched, 2
@@ -387,7 +426,7 @@ class ZeetadLoss(nn.Module):
         """
         Args:
             class_logits (`torch.Tensor` of shape `(batch_size, num_queries, num_classes)`):
-                Logit-scaled cosine similarities between queries and this batch's class prompts.
+                Class logits of the configured head between queries and this batch's class prompts.
             actionness_logits (`torch.Tensor` of shape `(batch_size, num_queries)`):
                 Class-agnostic actionness logits (sigmoid).
             pred_segments (`torch.Tensor` of shape `(batch_size, num_queries, 2)`):
@@ -408,9 +447,9 @@ class ZeetadLoss(nn.Module):
             `tuple[torch.Tensor, dict[str, torch.Tensor]]`: the weighted total loss (scalar) and the unweighted
             components `loss_actionness`, `loss_class`, `loss_l1`, `loss_giou`, `loss_foreground`, plus
             `loss_actionness_{i}`, `loss_class_{i}`, `loss_l1_{i}`, `loss_giou_{i}` for auxiliary layer `i`.
-            `loss_actionness`, `loss_l1` and `loss_giou` are divided by the number of ground-truth segments in the
-            batch (at least 1), `loss_class` is the mean over matched queries (0 without ground truth) and
-            `loss_foreground` is divided by the number of foreground units (at least 1).
+            `loss_actionness`, `loss_class`, `loss_l1` and `loss_giou` are divided by the number of ground-truth
+            segments of this process's batch averaged over the processes, `loss_foreground` by the number of
+            foreground units averaged the same way (each at least 1).
 
         Raises:
             `ValueError`: on mismatched output shapes or malformed `labels` (the message names the video).
@@ -436,11 +475,13 @@ class ZeetadLoss(nn.Module):
         # 3. Query losses of the final decoder layer.
         loss_dict = self._query_losses(class_logits, actionness_logits, pred_segments, labels, num_segments)
 
-        # 4. Foreground (segment mask) loss over valid units, normalised by the number of foreground units.
+        # 4. Foreground (segment mask) loss over valid units, normalised by the number of foreground units per
+        #    process averaged over the processes (as the segment count).
         valid = feature_mask.bool()
         unit_targets = foreground_targets(labels, feature_mask).to(foreground_logits.dtype)  # batch_size, num_units
         unit_losses = sigmoid_focal_loss(foreground_logits, unit_targets, self.focal_alpha, self.focal_gamma)
-        loss_dict["loss_foreground"] = unit_losses[valid].sum() / unit_targets.sum().clamp(min=1)
+        num_foreground_units = max(average_across_processes(unit_targets.sum().item()), 1.0)
+        loss_dict["loss_foreground"] = unit_losses[valid].sum() / num_foreground_units
 
         # 5. Auxiliary decoder layers, each matched on its own, weighted like the final layer.
         weighted = [self.loss_coefficients[name] * value for name, value in loss_dict.items()]
@@ -467,4 +508,4 @@ class ZeetadLoss(nn.Module):
         return loss, loss_dict
 
 
-__all__ = ["ZeetadLoss", "foreground_targets", "hungarian_match", "sigmoid_focal_loss"]
+__all__ = ["ZeetadLoss", "focal_cost", "foreground_targets", "hungarian_match", "sigmoid_focal_loss"]

@@ -6,8 +6,10 @@ Data flow of one forward pass:
    per-unit foreground logits (the paper's segment mask) and a deformable decoder whose queries predict class-agnostic
    actionness and iteratively refined `(center, width)` segments.
 2. Zero-shot proposal classification ([`ZeetadForTemporalActionDetection`]): class prompts -> CLIP text encoder with
-   adapters -> text embeddings; CLIP frame embeddings -> residual adapter -> unit embeddings; each proposal's class
-   logits are the logit-scaled cosine similarities of the units under its segment, weighted by foreground probability.
+   adapters -> text embeddings; CLIP frame embeddings -> residual adapter -> unit embeddings; each proposal pools the
+   cosine similarities of the units under its segment, weighted by foreground probability, and the classification
+   head turns them into logits: an independent sigmoid per (query, prompt) pair with a scale and shift predicted from
+   the query's state and a global bias (default), or a temperature-scaled softmax over the prompts.
 """
 
 import math
@@ -44,6 +46,10 @@ logger = logging.get_logger(__name__)
 ZERO_INIT_ATTRIBUTE = "_zeetad_zero_init"
 # Prior probability of the actionness / foreground classifiers at initialisation (RetinaNet-style bias init).
 INITIAL_FOREGROUND_PROBABILITY = 0.01
+# CLIP clamps its learnable temperature to at most 100; the same bound keeps the class logits from growing unboundedly.
+MAX_LOGIT_SCALE = math.log(100.0)
+# Parameters of these sub-modules hold pretrained CLIP weights and are never trained (text adapters excepted).
+FROZEN_CLIP_MODULES = ("text_encoder", "text_projection", "vision_encoder")
 
 
 @dataclass
@@ -63,6 +69,8 @@ class ZeetadModelOutput(ModelOutput):
             Segments predicted by every decoder layer (the last entry equals `pred_segments`).
         intermediate_actionness_logits (`torch.FloatTensor` of shape `(batch_size, decoder_layers, num_queries)`):
             Actionness logits of every decoder layer.
+        intermediate_hidden_states (`torch.FloatTensor` of shape `(batch_size, decoder_layers, num_queries, d_model)`):
+            Query states after every decoder layer (the last entry equals `last_hidden_state`).
         foreground_logits (`torch.FloatTensor` of shape `(batch_size, num_units)`):
             Per-unit foreground logits from the encoder; padded units hold `-inf`-like large negative values.
         encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_units, d_model)`):
@@ -76,6 +84,7 @@ class ZeetadModelOutput(ModelOutput):
     actionness_logits: torch.FloatTensor | None = None
     intermediate_segments: torch.FloatTensor | None = None
     intermediate_actionness_logits: torch.FloatTensor | None = None
+    intermediate_hidden_states: torch.FloatTensor | None = None
     foreground_logits: torch.FloatTensor | None = None
     encoder_last_hidden_state: torch.FloatTensor | None = None
     feature_mask: torch.BoolTensor | None = None
@@ -93,8 +102,12 @@ class ZeetadTemporalActionDetectionOutput(ModelOutput):
             Unweighted loss components (`loss_actionness`, `loss_class`, `loss_l1`, `loss_giou`, `loss_foreground`,
             and the same query losses with suffix `_{i}` for intermediate decoder layers).
         logits (`torch.FloatTensor` of shape `(batch_size, num_queries, num_classes)`):
-            Class logits of every query over the candidate class prompts passed with the batch (logit-scaled cosine
-            similarities; a softmax over the last dimension gives class probabilities).
+            Class logits of every query over the candidate class prompts passed with the batch: per-pair sigmoid
+            logits `s_q * (cos - b_q) + b_0` (`config.classification_head="sigmoid"`) or logit-scaled cosine
+            similarities whose softmax over the last dimension gives the class probabilities (`"softmax"`).
+        class_probabilities (`torch.FloatTensor` of shape `(batch_size, num_queries, num_classes)`):
+            Class probabilities in `[0, 1]` derived from `logits` by the model's head: independent per prompt (sigmoid
+            head: a query can fit no candidate) or summing to 1 over the candidates (softmax head).
         actionness_logits (`torch.FloatTensor` of shape `(batch_size, num_queries)`):
             Class-agnostic actionness logits (sigmoid for probabilities).
         pred_segments (`torch.FloatTensor` of shape `(batch_size, num_queries, 2)`):
@@ -119,6 +132,7 @@ class ZeetadTemporalActionDetectionOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     loss_dict: dict | None = None
     logits: torch.FloatTensor | None = None
+    class_probabilities: torch.FloatTensor | None = None
     actionness_logits: torch.FloatTensor | None = None
     pred_segments: torch.FloatTensor | None = None
     foreground_logits: torch.FloatTensor | None = None
@@ -442,17 +456,22 @@ class ZeetadTextEncoder(CLIPTextModel):
                 layer.mlp = adapted_mlp
         elif self.adapter_type == "lora":
             inject_lora_adapters(self, adapter_config)
-        self.requires_grad_(False)
-        for parameter in self.adapter_parameters():
-            parameter.requires_grad_(True)
+        adapter_names = self.adapter_parameter_names()
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(name in adapter_names)
+
+    def adapter_parameter_names(self) -> set[str]:
+        """Names (as in `named_parameters()`) of the trainable adapter parameters (empty without adapters)."""
+        return {
+            name
+            for name, _ in self.named_parameters()
+            if ".adapter." in name or ".lora_A." in name or ".lora_B." in name
+        }
 
     def adapter_parameters(self) -> list[nn.Parameter]:
         """The trainable adapter parameters (empty without adapters)."""
-        return [
-            parameter
-            for name, parameter in self.named_parameters()
-            if ".adapter." in name or ".lora_A." in name or ".lora_B." in name
-        ]
+        names = self.adapter_parameter_names()
+        return [parameter for name, parameter in self.named_parameters() if name in names]
 
     def _init_weights(self, module: nn.Module):
         if getattr(module, ZERO_INIT_ATTRIBUTE, False):
@@ -553,6 +572,8 @@ class ZeetadPreTrainedModel(PreTrainedModel):
             init.zeros_(module.reference_head.bias)
         elif isinstance(module, ZeetadForTemporalActionDetection):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+            if module.logit_bias is not None:
+                init.constant_(module.logit_bias, self.config.logit_bias_init_value)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -615,6 +636,8 @@ class ZeetadModel(ZeetadPreTrainedModel):
         feature_mask = feature_attention_mask.bool()
         feature_lengths = feature_mask.sum(-1)
         batch_size = input_features.shape[0]
+        # Padding may hold anything (NaN included): select zeros there, since multiplying by the mask keeps NaN.
+        input_features = input_features.masked_fill(~feature_mask[..., None], 0.0)
 
         # 1. Multi-scale pyramid, flattened level after level, with positions relative to each video's valid length.
         levels, masks = self.build_pyramid(input_features, feature_mask)
@@ -649,7 +672,7 @@ class ZeetadModel(ZeetadPreTrainedModel):
         query_position = query_position[None].expand(batch_size, -1, -1)
         hidden_states = hidden_states[None].expand(batch_size, -1, -1)
         reference_segments = self.reference_head(query_position).sigmoid()
-        intermediate_segments, intermediate_actionness = [], []
+        intermediate_segments, intermediate_actionness, intermediate_hidden_states = [], [], []
         for decoder_layer, segment_head, actionness_head in zip(
             self.decoder_layers, self.segment_heads, self.actionness_heads
         ):
@@ -665,6 +688,7 @@ class ZeetadModel(ZeetadPreTrainedModel):
             segments = (inverse_sigmoid(reference_segments) + segment_head(hidden_states)).sigmoid()
             intermediate_segments.append(segments)
             intermediate_actionness.append(actionness_head(hidden_states).squeeze(-1))
+            intermediate_hidden_states.append(hidden_states)
             # Each layer refines the previous layer's segments; gradients do not flow through the reference.
             reference_segments = segments.detach()
 
@@ -674,6 +698,7 @@ class ZeetadModel(ZeetadPreTrainedModel):
             actionness_logits=intermediate_actionness[-1],
             intermediate_segments=torch.stack(intermediate_segments, dim=1),
             intermediate_actionness_logits=torch.stack(intermediate_actionness, dim=1),
+            intermediate_hidden_states=torch.stack(intermediate_hidden_states, dim=1),
             foreground_logits=foreground_logits,
             encoder_last_hidden_state=finest_memory,
             feature_mask=feature_mask,
@@ -742,16 +767,58 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
         self.model = ZeetadModel(config)
         self.text_encoder = ZeetadTextEncoder(config.text_config, config)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.clip_embedding_dim, bias=False)
-        self.text_projection.requires_grad_(False)
         if config.vision_config is not None:
             self.vision_encoder = CLIPVisionModelWithProjection(config.vision_config)
-            self.vision_encoder.requires_grad_(False)
         else:
             self.vision_encoder = None
         self.semantic_adapter = ZeetadResidualAdapter(config.clip_embedding_dim, config.semantic_adapter_dim)
         self.logit_scale = nn.Parameter(torch.tensor(config.logit_scale_init_value))
+        if config.classification_head == "sigmoid":
+            self.logit_bias = nn.Parameter(torch.tensor(config.logit_bias_init_value))
+            # Per decoder layer, (scale, shift) of every query from its state; zero-initialised, so that at first
+            # every query uses the global scale and no shift.
+            self.query_scale_shift = nn.ModuleList(nn.Linear(config.d_model, 2) for _ in range(config.decoder_layers))
+            for layer in self.query_scale_shift:
+                setattr(layer, ZERO_INIT_ATTRIBUTE, True)
+        else:
+            self.logit_bias = None
+            self.query_scale_shift = None
         self.criterion = ZeetadLoss(config)
         self.post_init()
+        self.freeze_pretrained_weights()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        r"""
+        [`~transformers.PreTrainedModel.from_pretrained`], then [`freeze_pretrained_weights`]: transformers wraps
+        every loaded weight in a new parameter that requires gradients, which would silently unfreeze CLIP.
+        """
+        loaded = super().from_pretrained(*args, **kwargs)
+        # `output_loading_info=True` returns (model, loading_info)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.freeze_pretrained_weights()
+        return loaded
+
+    def is_trainable_parameter(self, name: str) -> bool:
+        """Whether the parameter `name` (as in `named_parameters()`) is trained: everything except the pretrained
+        CLIP weights (text encoder, text projection, vision tower); the text encoder's adapters are trained."""
+        module_name = name.split(".", 1)[0]
+        if module_name == "text_encoder":
+            return name.removeprefix("text_encoder.") in self.text_encoder.adapter_parameter_names()
+        return module_name not in FROZEN_CLIP_MODULES
+
+    def named_trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """`(name, parameter)` of every parameter [`is_trainable_parameter`] selects: what an optimizer should get."""
+        return [(name, parameter) for name, parameter in self.named_parameters() if self.is_trainable_parameter(name)]
+
+    def freeze_pretrained_weights(self) -> None:
+        """Set `requires_grad` of every parameter from its role ([`is_trainable_parameter`]).
+
+        Called at the end of `__init__` and by `from_pretrained`; call it again after anything that replaces
+        parameters (e.g. `load_state_dict(..., assign=True)`).
+        """
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(self.is_trainable_parameter(name))
 
     @classmethod
     def from_clip(
@@ -937,19 +1004,53 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
     def classify_segments(
         self,
         segments: torch.Tensor,
+        query_states: torch.Tensor,
         unit_similarity: torch.Tensor,
         unit_weights: torch.Tensor,
         feature_mask: torch.Tensor,
+        layer: int,
     ) -> torch.Tensor:
-        """Pool unit/prompt similarities under each segment.
+        r"""
+        Class logits of one decoder layer's proposals: the unit/prompt cosine similarities pooled under each segment
+        (weighted by how much of each unit it covers times `unit_weights`), then the classification head.
 
-        `(B, Q, 2)` segments, `(B, T, C)` similarities, `(B, T)` unit weights and mask -> logits `(B, Q, C)`.
+        Args:
+            segments (`torch.FloatTensor` of shape `(batch_size, num_queries, 2)`):
+                Normalised `(center, width)` proposals.
+            query_states (`torch.FloatTensor` of shape `(batch_size, num_queries, d_model)`):
+                The layer's query states (the sigmoid head predicts each query's scale and shift from them).
+            unit_similarity (`torch.FloatTensor` of shape `(batch_size, num_units, num_classes)`):
+                Cosine similarity of every unit's embedding with every prompt.
+            unit_weights (`torch.FloatTensor` of shape `(batch_size, num_units)`):
+                Pooling weight of every unit (foreground probability, 0 on padding).
+            feature_mask (`torch.BoolTensor` of shape `(batch_size, num_units)`):
+                `True` for valid units.
+            layer (`int`):
+                Index of the decoder layer.
+
+        Returns:
+            `torch.FloatTensor` of shape `(batch_size, num_queries, num_classes)`: logits of the configured head.
         """
-        # Classification does not move the boundaries: the segment mask is built from detached segments.
-        weights = segment_unit_weights(segments.detach(), feature_mask) * unit_weights[:, None, :]
+        if not self.config.classification_segment_gradient:
+            segments = segments.detach()
+        weights = segment_unit_weights(segments, feature_mask) * unit_weights[:, None, :]
+        # batch, queries, classes: weighted mean cosine in [-1, 1]
         pooled = torch.einsum("bqt,btc->bqc", weights, unit_similarity)
         pooled = pooled / weights.sum(-1, keepdim=True).clamp(min=1e-6)
-        return self.logit_scale.exp() * pooled
+        scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        if self.config.classification_head == "softmax":
+            return scale * pooled
+        # batch, queries, 2 -> a positive scale (1 at initialisation) and a shift per query
+        scale_shift = self.query_scale_shift[layer](query_states)
+        query_scale = scale * (F.elu(scale_shift[..., 0:1]) + 1)
+        query_shift = scale_shift[..., 1:2]
+        return query_scale * (pooled - query_shift) + self.logit_bias
+
+    def class_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of `logits` `(..., num_classes)`: a sigmoid per prompt or a softmax over the prompts."""
+        if self.config.classification_head == "softmax":
+            return logits.softmax(-1)
+        return logits.sigmoid()
 
     def forward(
         self,
@@ -1007,18 +1108,28 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
 
         # 2. Per-unit semantics: adapted CLIP frame embeddings compared with every class prompt.
         semantic_features = clip_features if clip_features is not None else input_features
+        # padding may hold NaN, which multiplying by the mask would keep
+        semantic_features = semantic_features.masked_fill(~feature_mask[..., None], 0.0)
         unit_embeds = F.normalize(self.semantic_adapter(semantic_features), dim=-1)
         # batch, units, classes
         unit_similarity = torch.einsum("btd,cd->btc", unit_embeds, text_embeds.to(unit_embeds.dtype))
         if self.config.use_foreground_mask:
-            unit_weights = localization.foreground_logits.detach().sigmoid() * feature_mask
+            foreground_logits = localization.foreground_logits
+            if not self.config.classification_segment_gradient:
+                foreground_logits = foreground_logits.detach()
+            unit_weights = foreground_logits.sigmoid() * feature_mask
         else:
             unit_weights = feature_mask.to(unit_embeds.dtype)
 
         # 3. Zero-shot classification of every decoder layer's proposals.
         layer_logits = [
             self.classify_segments(
-                localization.intermediate_segments[:, layer], unit_similarity, unit_weights, feature_mask
+                localization.intermediate_segments[:, layer],
+                localization.intermediate_hidden_states[:, layer],
+                unit_similarity,
+                unit_weights,
+                feature_mask,
+                layer,
             )
             for layer in range(self.config.decoder_layers)
         ]
@@ -1047,6 +1158,7 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
             loss=loss,
             loss_dict=loss_dict,
             logits=layer_logits[-1],
+            class_probabilities=self.class_probabilities(layer_logits[-1]),
             actionness_logits=localization.actionness_logits,
             pred_segments=localization.pred_segments,
             foreground_logits=localization.foreground_logits,

@@ -10,8 +10,13 @@ from transformers import Pipeline
 
 from .frame_embedding import embed_video_frames
 from .modeling_zeetad import ZeetadTemporalActionDetectionOutput
+from .post_processing_zeetad import TUNED_ACTIONNESS_WEIGHTS
 from .processing_zeetad import sampled_video_metadata, validate_labels, validate_prompt_templates
 from .video_utils import VideoFrameSampler
+
+
+# The outputs of one window that merging and post-processing read.
+WINDOW_OUTPUT_KEYS = ("logits", "class_probabilities", "actionness_logits", "pred_segments", "feature_lengths")
 
 
 def merge_window_outputs(
@@ -30,7 +35,8 @@ def merge_window_outputs(
 
     Args:
         window_outputs (`Sequence[Mapping[str, torch.Tensor]]`):
-            Per window, the model outputs `logits` `(1, num_queries, num_classes)`, `actionness_logits`
+            Per window, the model outputs `logits` and `class_probabilities` `(1, num_queries, num_classes)`,
+            `actionness_logits`
             `(1, num_queries)`, `pred_segments` `(1, num_queries, 2)` (normalised `(center, width)` relative to the
             window) and `feature_lengths` `(1,)`.
         windows (`Sequence[tuple[int, int]]`):
@@ -49,7 +55,7 @@ def merge_window_outputs(
     boundaries = [float("-inf")]
     boundaries += [(next_start + end) / 2 for (_, end), (next_start, _) in zip(windows[:-1], windows[1:])]
     boundaries += [float("inf")]
-    logits, actionness_logits, segments = [], [], []
+    logits, class_probabilities, actionness_logits, segments = [], [], [], []
     for index, (output, (start, end)) in enumerate(zip(window_outputs, windows)):
         window_length = int(output["feature_lengths"][0])
         if window_length != end - start:
@@ -59,10 +65,12 @@ def merge_window_outputs(
         widths = output["pred_segments"][0, :, 1] * window_length
         keep = (centers >= boundaries[index]) & (centers < boundaries[index + 1])
         logits.append(output["logits"][0, keep])
+        class_probabilities.append(output["class_probabilities"][0, keep])
         actionness_logits.append(output["actionness_logits"][0, keep])
         segments.append(torch.stack((centers[keep], widths[keep]), dim=-1) / num_units)
     return ZeetadTemporalActionDetectionOutput(
         logits=torch.cat(logits)[None],
+        class_probabilities=torch.cat(class_probabilities)[None],
         actionness_logits=torch.cat(actionness_logits)[None],
         pred_segments=torch.cat(segments)[None],
         feature_lengths=torch.tensor([num_units]),
@@ -145,6 +153,10 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
                 Minimum score of a returned detection, in `[0, 1]`.
             top_k (`int`, *optional*):
                 Maximum number of detections returned per video (default: all above `threshold`, at most 200).
+            actionness_weight (`float`, *optional*):
+                Exponent `w` in `[0, 1]` of the class-agnostic actionness in the score
+                `sigmoid(actionness) ** w * p(label) ** (1 - w)`; defaults to the value tuned for the model's
+                classification head (0 for the sigmoid head: the score is the label's own probability).
             sampling_fps (`float`, *optional*):
                 Temporal units per second for raw videos; defaults to the feature extractor's `sampling_fps`.
             frame_batch_size (`int`, *optional*, defaults to 32):
@@ -190,6 +202,7 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         hypothesis_templates: Sequence[str] | None = None,
         threshold: float | None = None,
         top_k: int | None = None,
+        actionness_weight: float | None = None,
         sampling_fps: float | None = None,
         frame_batch_size: int | None = None,
         max_units: int | None = None,
@@ -223,10 +236,12 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
                 forward_params["max_units"] = max_units
             if window_overlap is not None:
                 forward_params["window_overlap"] = window_overlap
-        if threshold is not None:
-            if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
-                raise ValueError(f"`threshold` must be a number in [0, 1], got {threshold!r}.")
-            postprocess_params["threshold"] = float(threshold)
+        for name, value in (("threshold", threshold), ("actionness_weight", actionness_weight)):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"`{name}` must be a number in [0, 1], got {value!r}.")
+            postprocess_params[name] = float(value)
         if top_k is not None:
             postprocess_params["top_k"] = _check_integer(top_k, "top_k")
         return preprocess_params, forward_params, postprocess_params
@@ -320,14 +335,7 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
                 clip_features=None if clip_features is None else clip_features[None, start:end].to(self.device, dtype),
                 text_embeds=text_embeds,
             )
-            window_outputs.append(
-                {
-                    "logits": outputs.logits,
-                    "actionness_logits": outputs.actionness_logits,
-                    "pred_segments": outputs.pred_segments,
-                    "feature_lengths": outputs.feature_lengths,
-                }
-            )
+            window_outputs.append({key: getattr(outputs, key) for key in WINDOW_OUTPUT_KEYS})
         return {
             "window_outputs": window_outputs,
             "windows": windows,
@@ -337,17 +345,24 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         }
 
     def postprocess(
-        self, model_outputs: dict[str, Any], threshold: float = 0.1, top_k: int | None = None
+        self,
+        model_outputs: dict[str, Any],
+        threshold: float = 0.1,
+        top_k: int | None = None,
+        actionness_weight: float | None = None,
     ) -> list[dict]:
         outputs = merge_window_outputs(
             model_outputs["window_outputs"], model_outputs["windows"], model_outputs["num_units"]
         )
         nms_kwargs = {} if top_k is None else {"max_segments": top_k}
+        if actionness_weight is None:
+            actionness_weight = TUNED_ACTIONNESS_WEIGHTS[self.model.config.classification_head]
         (detections,) = self.processor.post_process_temporal_action_detection(
             outputs,
             [model_outputs["video_metadata"]],
             text_labels=model_outputs["text_labels"],
             threshold=threshold,
+            actionness_weight=actionness_weight,
             **nms_kwargs,
         )
         return [

@@ -6,6 +6,11 @@ from .segment_utils import batched_nms, normalized_segments_to_seconds, segment_
 
 
 REQUIRED_TIMING_KEYS = ("fps", "feature_stride", "window_size")
+# Exponent of the actionness in the fused score, per classification head, chosen on held-out videos of seen classes
+# (benchmarks/tune_score_fusion.py): the sigmoid head's probability already says whether a proposal is one of the
+# candidates, and weighing in the class-agnostic actionness only lowered the mAP; the softmax head needs it to say
+# whether a proposal is an action at all.
+TUNED_ACTIONNESS_WEIGHTS = {"sigmoid": 0.0, "softmax": 0.5}
 
 
 def post_process_temporal_action_detection(
@@ -22,11 +27,15 @@ def post_process_temporal_action_detection(
     multiclass_nms: bool = True,
     voting_threshold: float = 0.0,
     voting_weight: str = "score_iou",
+    actionness_weight: float = TUNED_ACTIONNESS_WEIGHTS["sigmoid"],
 ) -> list[dict]:
     r"""
     Turn [`ZeetadTemporalActionDetectionOutput`] into detections in seconds, one dict per video.
 
-    Per video: score of (query, class) = sigmoid(actionness) x softmax over the candidate classes; the `top_k` best
+    Per video, the score of a (query, class) pair fuses the class-agnostic actionness with the class probability,
+    `sigmoid(actionness) ** w * p(class) ** (1 - w)` with `w = actionness_weight` (a weighted geometric mean: with the
+    sigmoid head both factors are absolute, so the score stays comparable across candidate lists and a proposal that
+    fits no candidate scores low; with the softmax head `p(class)` is relative to the candidates). The `top_k` best
     pairs are converted to seconds with [`~zeetad_hf.segment_utils.normalized_segments_to_seconds`] (the one place
     where time conversion happens), de-duplicated with (Soft-)NMS ([`~zeetad_hf.segment_utils.batched_nms`], the
     ActionFormer semantics), and those scoring at least `threshold` are returned.
@@ -62,16 +71,23 @@ def post_process_temporal_action_detection(
             Class-agnostic only: IoU above which pre-NMS segments vote for a kept segment's boundaries (0 = off).
         voting_weight (`str`, *optional*, defaults to `"score_iou"`):
             Voting weights, `"score_iou"` (ActionFormer) or `"score"` (TriDet/OpenTAD).
+        actionness_weight (`float`, *optional*, defaults to 0.0):
+            Exponent `w` in `[0, 1]` of the actionness in the score (`1 - w` goes to the class probability). Chosen
+            per head on held-out videos of seen classes only (`benchmarks/tune_score_fusion.py`, see
+            `TUNED_ACTIONNESS_WEIGHTS`): 0 for the (default) sigmoid head, 0.5 for the softmax head, which the
+            pipeline and training pick from the model's config.
 
     Returns:
         `list[dict]`: per video `{"scores": FloatTensor[N], "labels": LongTensor[N] (class indices),
         "segments": FloatTensor[N, 2] (start, end) in seconds}` sorted by score, plus `"text_labels": list[str]`
         when `text_labels` is given.
     """
-    logits, actionness_logits = outputs.logits, outputs.actionness_logits
-    batch_size, _, num_classes = logits.shape
+    class_probabilities, actionness_logits = outputs.class_probabilities, outputs.actionness_logits
+    batch_size, _, num_classes = class_probabilities.shape
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"`threshold` must be in [0, 1], got {threshold}.")
+    if not 0.0 <= actionness_weight <= 1.0:
+        raise ValueError(f"`actionness_weight` must be in [0, 1], got {actionness_weight}.")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive integer, got {top_k!r}.")
     if len(video_metadata) != batch_size:
@@ -84,7 +100,8 @@ def post_process_temporal_action_detection(
         raise ValueError(f"`text_labels` has {len(text_labels)} names for {num_classes} classes in the outputs.")
 
     # batch, queries, classes
-    scores = actionness_logits.detach().float().sigmoid()[..., None] * logits.detach().float().softmax(-1)
+    actionness = actionness_logits.detach().float().sigmoid()[..., None]
+    scores = actionness**actionness_weight * class_probabilities.detach().float() ** (1 - actionness_weight)
     segments = segment_cw_to_se(outputs.pred_segments.detach().float())
     results = []
     for index, metadata in enumerate(video_metadata):
@@ -120,4 +137,4 @@ def post_process_temporal_action_detection(
     return results
 
 
-__all__ = ["post_process_temporal_action_detection"]
+__all__ = ["TUNED_ACTIONNESS_WEIGHTS", "post_process_temporal_action_detection"]

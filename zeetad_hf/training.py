@@ -52,15 +52,14 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_scheduler
 
 from .data import THUMOS14_TIOU_THRESHOLDS, load_features, to_ground_truth
-from .evaluation import temporal_action_map
+from .evaluation import open_vocabulary_report, score_predictions
 from .feature_extraction_zeetad import ZeetadFeatureExtractor
 from .file_utils import write_json_atomic
 from .modelcard import build_model_card, save_model_card
-from .pipeline_zeetad import merge_window_outputs
-from .post_processing_zeetad import post_process_temporal_action_detection
+from .pipeline_zeetad import WINDOW_OUTPUT_KEYS, merge_window_outputs
+from .post_processing_zeetad import TUNED_ACTIONNESS_WEIGHTS, post_process_temporal_action_detection
 from .processing_zeetad import ZeetadProcessor
 from .segment_utils import seconds_to_normalized_segments, segment_se_to_cw
-from .zero_shot_splits import restrict_ground_truth
 
 
 logger = get_logger(__name__)
@@ -143,6 +142,23 @@ class ZeetadTrainingArguments:
     voting_threshold: float = field(
         default=0.0, metadata={"help": "Class-agnostic NMS only: segment voting IoU (0 disables voting)."}
     )
+    actionness_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "Exponent of the actionness in the detection score sigmoid(actionness)^w * p(class)^(1 - w); "
+            "default: the value tuned for the model's classification head (0 sigmoid, 0.5 softmax)."
+        },
+    )
+    open_vocabulary_evaluation: bool = field(
+        default=False,
+        metadata={
+            "help": "Also measure the selected model's open-vocabulary behaviour on the evaluation videos: unseen-class "
+            "mAP on the videos holding unseen classes only, generalized zero-shot mAP (seen + unseen candidates: "
+            "per-group mAP and harmonic mean) and the off-list detection rate (each unseen class left out of the "
+            "candidates in turn). Costs one evaluation pass per unseen class plus one; needs the evaluation set "
+            "with its seen-class annotations."
+        },
+    )
     heldout_percentage: float = field(
         default=0.0,
         metadata={
@@ -206,12 +222,15 @@ class ZeetadTrainingArguments:
     @property
     def post_processing_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of [`post_process_temporal_action_detection`] used by every evaluation."""
-        return {
+        kwargs = {
             "max_segments": self.max_segments_per_video,
             "nms_sigma": self.nms_sigma,
             "multiclass_nms": self.multiclass_nms,
             "voting_threshold": self.voting_threshold,
         }
+        if self.actionness_weight is not None:
+            kwargs["actionness_weight"] = self.actionness_weight
+        return kwargs
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -428,9 +447,7 @@ def _windowed_outputs(model, batch: Mapping[str, Any], index: int, text_embeds, 
             clip_features=None if clip_features is None else clip_features[index : index + 1, start:end],
             text_embeds=text_embeds,
         )
-        window_outputs.append(
-            {key: getattr(outputs, key) for key in ("logits", "actionness_logits", "pred_segments", "feature_lengths")}
-        )
+        window_outputs.append({key: getattr(outputs, key) for key in WINDOW_OUTPUT_KEYS})
     return merge_window_outputs(window_outputs, windows, length)
 
 
@@ -464,7 +481,8 @@ def predict(
         accelerator (`Accelerator`):
             The accelerator that prepared `model` and `dataloader`.
         post_processing_kwargs (`Mapping[str, Any]`, *optional*):
-            Extra arguments of [`post_process_temporal_action_detection`] (NMS settings).
+            Extra arguments of [`post_process_temporal_action_detection`] (NMS settings, `actionness_weight`, which
+            defaults to the value tuned for the model's classification head).
         max_units (`int`, *optional*):
             Run videos longer than this as overlapping windows; `None` runs whole videos.
         window_overlap (`float`, *optional*, defaults to 0.25):
@@ -479,6 +497,9 @@ def predict(
     unwrapped = accelerator.unwrap_model(model)
     feature_extractor = ZeetadFeatureExtractor()
     post_processing_kwargs = dict(post_processing_kwargs or {})
+    post_processing_kwargs.setdefault(
+        "actionness_weight", TUNED_ACTIONNESS_WEIGHTS[unwrapped.config.classification_head]
+    )
     model.eval()
     results = {}
     with torch.no_grad():
@@ -520,28 +541,6 @@ def predict(
                     gathered_video_ids.append(video_id)
                 results[video_id] = detections
     return results
-
-
-def score_predictions(
-    ground_truth: Mapping[str, Any], results: Mapping[str, list], classes: Sequence[str], tiou_thresholds
-) -> dict[str, Any]:
-    r"""
-    mAP of `results` against the ground truth restricted to `classes` (every video of `ground_truth` is scored).
-
-    Classes of `classes` without any ground-truth instance in these videos are not part of the official class set;
-    their predictions are ignored (the official evaluator would raise) and the classes are listed in
-    `"classes_without_ground_truth"`.
-
-    Returns:
-        `dict`: the output of [`~zeetad_hf.evaluation.temporal_action_map`] plus `"classes_without_ground_truth"`.
-    """
-    restricted = restrict_ground_truth(ground_truth, classes)
-    present = {item["label"] for video in restricted["database"].values() for item in video["annotations"]}
-    metrics = temporal_action_map(
-        restricted, {"results": dict(results)}, tiou_thresholds=list(tiou_thresholds), unknown_label="ignore"
-    )
-    metrics["classes_without_ground_truth"] = [name for name in classes if name not in present]
-    return metrics
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -632,7 +631,11 @@ def has_accelerator() -> bool:
 
 
 def _check_protocol(
-    train_dataset: Dataset, eval_dataset: Dataset, seen_classes: Sequence[str], unseen_classes: Sequence[str]
+    train_dataset: Dataset,
+    eval_dataset: Dataset,
+    seen_classes: Sequence[str],
+    unseen_classes: Sequence[str],
+    open_vocabulary_evaluation: bool,
 ) -> None:
     overlap = sorted(set(seen_classes) & set(unseen_classes))
     if overlap:
@@ -651,12 +654,22 @@ def _check_protocol(
     if not any(item["label"] in unseen for video in eval_dataset["annotations"] for item in video):
         # Found now rather than after the first epoch: the evaluator has no class to score.
         raise ValueError("The evaluation set holds no annotation of the unseen classes: there is nothing to score.")
+    if open_vocabulary_evaluation and not any(
+        item["label"] in seen for video in eval_dataset["annotations"] for item in video
+    ):
+        raise ValueError(
+            "`open_vocabulary_evaluation` needs the evaluation videos with their seen-class annotations (for the "
+            "generalized zero-shot mAP and to find the videos holding unseen classes only), but the evaluation set "
+            "holds none: pass it unfiltered."
+        )
 
 
 def _optimizer(model: torch.nn.Module, args: ZeetadTrainingArguments) -> torch.optim.AdamW:
     """AdamW over the trainable parameters: no weight decay on biases, norms and scalars; own LR for text adapters."""
     groups: dict[tuple[bool, bool], list] = {}
-    for name, parameter in model.named_parameters():
+    # By role first (CLIP's pretrained weights are never optimised, whatever their `requires_grad`), then only what
+    # the caller left trainable.
+    for name, parameter in model.named_trainable_parameters():
         if parameter.requires_grad:
             groups.setdefault((name.startswith("text_encoder."), parameter.ndim >= 2), []).append(parameter)
     text_learning_rate = args.text_adapter_learning_rate or args.learning_rate
@@ -750,7 +763,7 @@ def train(
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
     set_seed(args.seed, device_specific=True)
-    _check_protocol(train_dataset, eval_dataset, seen_classes, unseen_classes)
+    _check_protocol(train_dataset, eval_dataset, seen_classes, unseen_classes, args.open_vocabulary_evaluation)
     if not isinstance(processor, ZeetadProcessor):
         processor = ZeetadProcessor(feature_extractor=ZeetadFeatureExtractor(), tokenizer=processor)
     if accelerator.is_main_process:
@@ -869,30 +882,7 @@ def train(
 
         loss_sum, num_batches = _collective(accelerator, loss_totals, accelerator.reduce).tolist()
         record = {"epoch": epoch, "completed_steps": completed_steps, "train_loss": loss_sum / max(num_batches, 1)}
-        predictions = {}
-        for evaluation in evaluation_sets:
-            gathered_ids = [] if args.debug_data_log and evaluation.name == "eval_unseen" else None
-            predictions[evaluation.name] = predict(
-                model,
-                evaluation.dataloader,
-                evaluation.classes,
-                evaluation.prompt_inputs,
-                accelerator,
-                args.post_processing_kwargs,
-                args.eval_max_units,
-                args.eval_window_overlap,
-                gathered_ids,
-            )
-            if gathered_ids is not None:
-                debug_log["eval_gathered_video_ids"][str(epoch)] = gathered_ids
-            if accelerator.is_main_process:
-                record[evaluation.name] = score_predictions(
-                    evaluation.ground_truth, predictions[evaluation.name], evaluation.classes, tiou_thresholds
-                )
-        if accelerator.is_main_process:
-            write_json_atomic(os.path.join(args.output_dir, PREDICTIONS_NAME), _submission(predictions["eval_unseen"]))
-        # Every process needs the scores (model selection): they were computed on the main process only.
-        record = broadcast_object_list([record], from_process=0)[0]
+        predictions = _evaluate_epoch(model, evaluation_sets, accelerator, args, tiou_thresholds, record, debug_log)
         history.append(record)
         unseen_map = record["eval_unseen"]["average_mAP"]
         logger.info(f"epoch {epoch}: train loss {record['train_loss']:.4f}, unseen-class average mAP {unseen_map:.4f}")
@@ -900,10 +890,19 @@ def train(
             accelerator.log(
                 {"epoch_train_loss": record["train_loss"], "eval_unseen_average_mAP": unseen_map}, step=completed_steps
             )
-        if "heldout_seen" in record and (best is None or record["heldout_seen"]["average_mAP"] > best["metric"]):
+        new_best = "heldout_seen" in record and (
+            best is None or record["heldout_seen"]["average_mAP"] > best["metric"]
+        )
+        if new_best:
             best = {"epoch": epoch, "metric": record["heldout_seen"]["average_mAP"]}
             best_dir = os.path.join(args.output_dir, BEST_MODEL_DIR)
             _save_model(accelerator, model, processor, best_dir, predictions["eval_unseen"], atomic=True)
+        last_epoch = epoch == num_epochs - 1 or completed_steps >= max_train_steps
+        # measured on the epoch that may end up selected: every new best, or the last epoch without selection
+        if args.open_vocabulary_evaluation and (new_best or (last_epoch and "heldout_seen" not in record)):
+            record["open_vocabulary"] = _open_vocabulary_record(
+                model, evaluation_sets[0], predictions["eval_unseen"], seen_classes, processor, accelerator, args
+            )
         loss_totals.zero_()
         if args.checkpointing_steps == "epoch":
             checkpoint_now(f"epoch_{epoch}", epoch + 1)
@@ -930,6 +929,7 @@ def train(
         "train_loss": selected["train_loss"] if selected else None,
         "eval_unseen_mAP": selected["eval_unseen"]["mAP"] if selected else None,
         "eval_unseen_average_mAP": selected["eval_unseen"]["average_mAP"] if selected else None,
+        "open_vocabulary": selected.get("open_vocabulary") if selected else None,
         "epochs": history,
     }
     if accelerator.is_main_process:
@@ -945,6 +945,93 @@ def train(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
+
+
+def _evaluate_epoch(
+    model,
+    evaluation_sets: list,
+    accelerator: Accelerator,
+    args: ZeetadTrainingArguments,
+    tiou_thresholds,
+    record,
+    debug_log,
+) -> dict[str, dict]:
+    """Predict on every evaluation set (all processes) and add the scores to `record` (every process gets them);
+    writes the unseen-class predictions and returns the predictions of each set."""
+    predictions = {}
+    for evaluation in evaluation_sets:
+        gathered_ids = [] if args.debug_data_log and evaluation.name == "eval_unseen" else None
+        predictions[evaluation.name] = predict(
+            model,
+            evaluation.dataloader,
+            evaluation.classes,
+            evaluation.prompt_inputs,
+            accelerator,
+            args.post_processing_kwargs,
+            args.eval_max_units,
+            args.eval_window_overlap,
+            gathered_ids,
+        )
+        if gathered_ids is not None:
+            debug_log["eval_gathered_video_ids"][str(record["epoch"])] = gathered_ids
+        if accelerator.is_main_process:
+            record[evaluation.name] = score_predictions(
+                evaluation.ground_truth, predictions[evaluation.name], evaluation.classes, tiou_thresholds
+            )
+    if accelerator.is_main_process:
+        write_json_atomic(os.path.join(args.output_dir, PREDICTIONS_NAME), _submission(predictions["eval_unseen"]))
+    # Every process needs the scores (model selection): they were computed on the main process only.
+    record.update(broadcast_object_list([record], from_process=0)[0])
+    return predictions
+
+
+def _open_vocabulary_record(
+    model,
+    evaluation: "_EvaluationSet",
+    unseen_predictions: Mapping[str, list],
+    seen_classes: Sequence[str],
+    processor: ZeetadProcessor,
+    accelerator: Accelerator,
+    args: ZeetadTrainingArguments,
+) -> dict[str, Any]:
+    """The `open_vocabulary` metrics of [`ZeetadTrainingArguments`] on the unseen-class evaluation set (all processes
+    predict, the main process scores, every process gets the result)."""
+    unseen_classes = list(evaluation.classes)
+    thresholds = list(args.tiou_thresholds or THUMOS14_TIOU_THRESHOLDS)
+
+    def detect(classes: Sequence[str]) -> dict[str, list]:
+        prompts = encode_class_prompts(processor, classes, accelerator.device)
+        return predict(
+            model,
+            evaluation.dataloader,
+            classes,
+            prompts,
+            accelerator,
+            args.post_processing_kwargs,
+            args.eval_max_units,
+            args.eval_window_overlap,
+        )
+
+    generalized_classes = list(seen_classes) + unseen_classes
+    generalized = detect(generalized_classes)
+    # with a single unseen class, leaving it out leaves no candidate
+    off_list = (
+        {}
+        if len(unseen_classes) < 2
+        else {left_out: detect([name for name in unseen_classes if name != left_out]) for left_out in unseen_classes}
+    )
+    report = None
+    if accelerator.is_main_process:
+        report = open_vocabulary_report(
+            evaluation.ground_truth,
+            unseen_predictions,
+            generalized,
+            off_list,
+            seen_classes,
+            unseen_classes,
+            thresholds,
+        )
+    return broadcast_object_list([report], from_process=0)[0]
 
 
 @dataclass
@@ -1075,6 +1162,5 @@ __all__ = [
     "predict",
     "push_folder_to_hub",
     "save_checkpoint",
-    "score_predictions",
     "train",
 ]
