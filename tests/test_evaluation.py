@@ -13,7 +13,7 @@ import pytest
 
 from zeetad_hf.evaluation import (
     harmonic_mean,
-    off_list_detection_rate,
+    instance_detection_rate,
     open_vocabulary_report,
     temporal_action_map,
     videos_holding_only,
@@ -358,7 +358,7 @@ def test_videos_holding_only_the_given_classes():
     assert videos_holding_only(ground_truth, ["U1", "U2", "S1"]) == ["only_unseen", "mixed", "only_seen"]
 
 
-def test_off_list_detection_rate_hand_computed():
+def test_instance_detection_rate_hand_computed():
     # Three instances of the left-out class X; the candidates were A and B.
     ground_truth = make_ground_truth({"v1": [("X", 0, 10), ("X", 20, 30), ("A", 40, 50)], "v2": [("X", 0, 10)]})
     predictions = make_predictions(
@@ -372,13 +372,17 @@ def test_off_list_detection_rate_hand_computed():
             "v3": [("A", 0.99, 0, 10)],
         }
     )
-    result = off_list_detection_rate(ground_truth, predictions, "X")
+    result = instance_detection_rate(ground_truth, predictions, "X")
     assert result == {"instances": 3, "detected": 2, "rate": 2 / 3}
-    strict = off_list_detection_rate(ground_truth, predictions, "X", score_threshold=0.6, tiou_threshold=0.5)
+    strict = instance_detection_rate(ground_truth, predictions, "X", score_threshold=0.6, tiou_threshold=0.5)
     assert strict["detected"] == 1
-    assert math.isnan(off_list_detection_rate(ground_truth, predictions, "Y")["rate"])
+    # only predictions labelled B: the v2 one
+    assert instance_detection_rate(ground_truth, predictions, "X", label="B")["detected"] == 1
+    # on-list use: A's own instance is found under its own label
+    assert instance_detection_rate(ground_truth, predictions, "A", label="A")["rate"] == 1.0
+    assert instance_detection_rate(ground_truth, predictions, "Y")["rate"] is None
     with pytest.raises(ValueError, match=r"`tiou_threshold` must be in \(0, 1\]"):
-        off_list_detection_rate(ground_truth, predictions, "X", tiou_threshold=0.0)
+        instance_detection_rate(ground_truth, predictions, "X", tiou_threshold=0.0)
 
 
 def test_harmonic_mean():
@@ -408,7 +412,14 @@ def test_open_vocabulary_report_uses_the_right_videos_and_classes():
         "U2": {"mixed": [{"label": "U1", "score": 0.2, "segment": [0, 10]}]},
     }
     report = open_vocabulary_report(
-        ground_truth, unseen_predictions, generalized, off_list, ["S1"], ["U1", "U2"], [0.5]
+        ground_truth,
+        unseen_predictions,
+        generalized,
+        off_list,
+        ["S1"],
+        ["U1", "U2"],
+        [0.5],
+        score_thresholds=[0.1, 0.5],
     )
     # unseen-only videos: the single U1 instance found, the false U1 on "only_seen" is outside -> AP 1 (U2 absent)
     assert report["unseen_only_videos"] == {"mAP": [1.0], "average_mAP": 1.0, "num_videos": 1}
@@ -416,5 +427,9 @@ def test_open_vocabulary_report_uses_the_right_videos_and_classes():
     assert report["generalized"]["seen_average_mAP"] == 1.0
     assert report["generalized"]["unseen_average_mAP"] == 0.5
     assert report["generalized"]["harmonic_mean"] == pytest.approx(2 / 3)
-    assert report["off_list"]["per_class"] == {"U1": 1.0, "U2": 0.0}
-    assert report["off_list"]["mean"] == 0.5
+    # off-list: U1's instance named U2 at 0.9 (counted at both thresholds); U2's instance named U1 at 0.2 (at 0.1 only)
+    assert report["off_list"]["per_class"] == {"U1": [1.0, 1.0], "U2": [1.0, 0.0]}
+    assert report["off_list"]["mean"] == [1.0, 0.5]
+    # on-list: U1 found under its own label at 0.9; U2's instance has no U2 prediction
+    assert report["on_list"]["per_class"] == {"U1": [1.0, 1.0], "U2": [0.0, 0.0]}
+    assert report["on_list"]["mean"] == [0.5, 0.5]

@@ -519,7 +519,7 @@ def test_bad_labels_raise_value_error(labels, message):
 
 def test_unknown_classification_head_is_refused():
     outputs, _, labels, _ = loss_inputs()
-    with pytest.raises(ValueError, match="`classification_head` must be 'sigmoid' or 'softmax', got 'tanh'"):
+    with pytest.raises(ValueError, match=r"`classification_head` must be one of \('sigmoid', 'softmax'\), got 'tanh'"):
         hungarian_match(
             outputs["class_logits"],
             outputs["actionness_logits"],

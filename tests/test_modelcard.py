@@ -231,6 +231,18 @@ def test_card_says_whether_the_checkpoint_takes_video_files(reads_video):
     assert '"clip_features": clip_features' in started
 
 
+@pytest.mark.parametrize("head", ["sigmoid", "softmax"])
+def test_card_describes_the_classification_head(head):
+    text = card_with_results(classification_head=head).text
+    section = text[text.index("### Model Architecture and Objective") : text.index("### Compute Infrastructure")]
+    assert "\n\n" not in section.split("\n", 1)[1].strip()  # one paragraph, whatever the head
+    architecture = " ".join(section.split())
+    assert ("independent sigmoid probability per (proposal, label) pair" in architecture) == (head == "sigmoid")
+    assert ("sigmoid focal loss over every (query, prompt) pair" in architecture) == (head == "sigmoid")
+    assert ("a softmax over the candidate labels" in architecture) == (head == "softmax")
+    assert ("cross-entropy over the prompts" in architecture) == (head == "softmax")
+
+
 def test_save_and_load_round_trip(tmp_path):
     card = card_with_results()
     path = save_model_card(card, tmp_path / "checkpoint")

@@ -48,15 +48,19 @@ def test_fast_quickstart_measures_the_open_vocabulary_behaviour(fast_run):
     for variant, result in results["variants"].items():
         report = result["open_vocabulary"]
         generalized = report["generalized"]
-        for value in (generalized["seen_average_mAP"], generalized["unseen_average_mAP"], report["off_list"]["mean"]):
+        rates = [*report["off_list"]["mean"], *report["on_list"]["mean"]]
+        for value in (generalized["seen_average_mAP"], generalized["unseen_average_mAP"], *rates):
             assert 0.0 <= value <= 1.0, variant
         assert generalized["harmonic_mean"] <= max(generalized["seen_average_mAP"], generalized["unseen_average_mAP"])
-        assert set(report["off_list"]["per_class"]) == set(results["unseen"])
+        for kind in ("off_list", "on_list"):
+            assert set(report[kind]["per_class"]) == set(results["unseen"])
+            # a higher score threshold never detects more
+            assert report[kind]["mean"] == sorted(report[kind]["mean"], reverse=True)
         assert 0 < report["unseen_only_videos"]["num_videos"] < 36  # the fast world has 36 validation videos
     # one table row per variant, with its head and every measure
     rows = [line for line in results["table"].splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split(" | ")[0].strip("| ") for row in rows] == list(results["variants"])
-    assert all(len(row.split(" | ")) == 8 for row in rows)
+    assert all(len(row.split(" | ")) == 9 for row in rows)
 
 
 def test_model_folder_has_a_card_with_the_measured_results(fast_run):

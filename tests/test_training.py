@@ -286,8 +286,10 @@ def test_open_vocabulary_evaluation_of_the_selected_epoch(
     generalized = report["generalized"]
     for key in ("seen_average_mAP", "unseen_average_mAP", "harmonic_mean"):
         assert 0.0 <= generalized[key] <= 1.0
-    assert set(report["off_list"]["per_class"]) == set(UNSEEN)
-    assert 0.0 <= report["off_list"]["mean"] <= 1.0
+    for kind in ("off_list", "on_list"):
+        assert set(report[kind]["per_class"]) == set(UNSEEN)
+        assert report[kind]["score_thresholds"] == [0.1, 0.3, 0.5]
+        assert all(0.0 <= rate <= 1.0 for rate in report[kind]["mean"])
     assert json.loads((tmp_path / "run" / RESULTS_NAME).read_text())["open_vocabulary"] == json.loads(
         json.dumps(report)
     )

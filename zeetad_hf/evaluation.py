@@ -19,7 +19,6 @@ ActivityNet validation set). The official semantics, all kept here:
 """
 
 import json
-import math
 import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -559,37 +558,41 @@ def videos_holding_only(ground_truth: Mapping[str, Any] | str | os.PathLike, cla
     ]
 
 
-def off_list_detection_rate(
+def instance_detection_rate(
     ground_truth: Mapping[str, Any] | str | os.PathLike,
     predictions: Mapping[str, Any] | str | os.PathLike,
-    off_list_class: str,
+    target_class: str,
+    label: str | None = None,
     score_threshold: float = 0.5,
     tiou_threshold: float = 0.5,
 ) -> dict[str, Any]:
     r"""
-    How often a detector names *something* when the action in front of it is not among the candidate labels.
+    The fraction of the ground-truth instances of `target_class` that some prediction on the same video covers with a
+    score of at least `score_threshold` and a temporal IoU of at least `tiou_threshold` (both inclusive).
 
-    `predictions` must come from a run whose candidate labels leave out `off_list_class`. Every ground-truth instance
-    of that class counts as detected when some prediction on the same video, under any label, has a score of at least
-    `score_threshold` and a temporal IoU of at least `tiou_threshold` with it. Lower is better: a detector with
-    absolute scores leaves such actions below the threshold, one whose scores are relative to the candidate list
-    gives them to the nearest candidate.
+    Two uses: with `label=target_class`, how many instances a detector finds under their own name at that score
+    (on-list recall); with `label=None` (any label) on predictions whose candidate labels left `target_class` out, how
+    many instances of an action that is *not* on the list the detector still names as something (off-list detections,
+    lower is better: a detector with absolute scores leaves such actions below the threshold, one whose scores are
+    relative to the candidate list gives them to the nearest candidate).
 
     Args:
         ground_truth (`Mapping[str, Any]` or `str` or `os.PathLike`):
-            ActivityNet-style ground truth (or its JSON file); only the instances of `off_list_class` are read.
+            ActivityNet-style ground truth (or its JSON file); only the instances of `target_class` are read.
         predictions (`Mapping[str, Any]` or `str` or `os.PathLike`):
             ActivityNet submission `{"results": {video_id: [{"label", "score", "segment": [start, end]}]}}`.
-        off_list_class (`str`):
-            The class left out of the candidate labels.
+        target_class (`str`):
+            The class whose instances are counted.
+        label (`str`, *optional*):
+            Only predictions with this label count; `None` counts every prediction.
         score_threshold (`float`, *optional*, defaults to 0.5):
             Score from which a prediction counts as a detection, in `[0, 1]`.
         tiou_threshold (`float`, *optional*, defaults to 0.5):
             Temporal IoU from which a prediction covers an instance, in `(0, 1]`.
 
     Returns:
-        `dict[str, Any]`: `{"instances": int, "detected": int, "rate": float}` (`rate` is `detected / instances`,
-        `nan` without instances).
+        `dict[str, Any]`: `{"instances": int, "detected": int, "rate": float | None}` (`rate` is
+        `detected / instances`, `None` without instances).
     """
     if not 0.0 <= score_threshold <= 1.0:
         raise ValueError(f"`score_threshold` must be in [0, 1], got {score_threshold!r}.")
@@ -600,14 +603,16 @@ def off_list_detection_rate(
     instances = detected = 0
     for video_id, video in database.items():
         targets = np.array(
-            [annotation["segment"] for annotation in video["annotations"] if annotation["label"] == off_list_class],
+            [annotation["segment"] for annotation in video["annotations"] if annotation["label"] == target_class],
             dtype=np.float64,
         ).reshape(-1, 2)
         if len(targets) == 0:
             continue
         instances += len(targets)
         confident = [
-            prediction["segment"] for prediction in results.get(video_id, []) if prediction["score"] >= score_threshold
+            prediction["segment"]
+            for prediction in results.get(video_id, [])
+            if prediction["score"] >= score_threshold and (label is None or prediction["label"] == label)
         ]
         if not confident:
             continue
@@ -620,7 +625,7 @@ def off_list_detection_rate(
         union = (targets[:, 1] - targets[:, 0])[:, None] + (segments[:, 1] - segments[:, 0])[None, :] - intersection
         tiou = intersection / np.maximum(union, 1e-12)
         detected += int((tiou >= tiou_threshold).any(axis=1).sum())
-    return {"instances": instances, "detected": detected, "rate": detected / instances if instances else float("nan")}
+    return {"instances": instances, "detected": detected, "rate": detected / instances if instances else None}
 
 
 def harmonic_mean(first: float, second: float) -> float:
@@ -651,6 +656,19 @@ def score_predictions(
     return metrics
 
 
+# Score thresholds of the on-list and off-list detection rates of `open_vocabulary_report`.
+DETECTION_RATE_SCORE_THRESHOLDS = (0.1, 0.3, 0.5)
+
+
+def _mean_rates(rates: Mapping[str, list[float | None]]) -> list[float | None]:
+    """Per score threshold, the mean over the classes that have instances (`None` when none has)."""
+    means = []
+    for column in zip(*rates.values()):
+        measured = [rate for rate in column if rate is not None]
+        means.append(sum(measured) / len(measured) if measured else None)
+    return means
+
+
 def open_vocabulary_report(
     ground_truth: Mapping[str, Any],
     unseen_predictions: Mapping[str, list],
@@ -659,7 +677,7 @@ def open_vocabulary_report(
     seen_classes: Sequence[str],
     unseen_classes: Sequence[str],
     tiou_thresholds: Sequence[float],
-    score_threshold: float = 0.5,
+    score_thresholds: Sequence[float] = DETECTION_RATE_SCORE_THRESHOLDS,
     tiou_threshold: float = 0.5,
 ) -> dict[str, Any]:
     r"""
@@ -678,16 +696,21 @@ def open_vocabulary_report(
             The split.
         tiou_thresholds (`Sequence[float]`):
             Thresholds of the mAPs.
-        score_threshold (`float`, *optional*, defaults to 0.5):
-            Score from which an off-list prediction counts (see [`~zeetad_hf.evaluation.off_list_detection_rate`]).
+        score_thresholds (`Sequence[float]`, *optional*, defaults to `(0.1, 0.3, 0.5)`):
+            Scores at which the on-list and off-list detection rates are measured
+            ([`instance_detection_rate`]).
         tiou_threshold (`float`, *optional*, defaults to 0.5):
-            tIoU from which an off-list prediction covers an instance.
+            tIoU from which a prediction covers an instance in those rates.
 
     Returns:
-        `dict[str, Any]`: `unseen_only_videos` (mAP of `unseen_predictions` on the videos holding unseen classes
-        only: `mAP`, `average_mAP`, `num_videos`), `generalized` (`seen_average_mAP`, `unseen_average_mAP`,
-        `harmonic_mean`) and `off_list` (`score_threshold`, `tiou_threshold`, `per_class` rates, their `mean`; `None`
-        without off-list predictions).
+        `dict[str, Any]`:
+        - `unseen_only_videos`: mAP of `unseen_predictions` on the videos holding unseen classes only (`mAP`,
+          `average_mAP`, `num_videos`), `None` when there is no such video;
+        - `generalized`: `seen_average_mAP`, `unseen_average_mAP` and their `harmonic_mean`;
+        - `on_list`: per score threshold, the fraction of unseen-class instances found under their own label in
+          `unseen_predictions` (`score_thresholds`, `tiou_threshold`, `per_class`, `mean` over classes);
+        - `off_list`: the same for the instances of each unseen class detected under *any* label when that class is
+          left out of the candidates (lower is better); `None` without off-list predictions.
     """
     only_unseen = set(videos_holding_only(ground_truth, unseen_classes))
     if not only_unseen:
@@ -701,21 +724,29 @@ def open_vocabulary_report(
     unseen_map = score_predictions(ground_truth, generalized_predictions, unseen_classes, tiou_thresholds)[
         "average_mAP"
     ]
-    off_list = None
-    if off_list_predictions:
-        rates = {
-            name: off_list_detection_rate(
-                ground_truth, {"results": dict(results)}, name, score_threshold, tiou_threshold
-            )["rate"]
-            for name, results in off_list_predictions.items()
+
+    def rates(results_of: Mapping[str, Mapping[str, list]], own_label: bool) -> dict[str, Any]:
+        per_class = {
+            name: [
+                instance_detection_rate(
+                    ground_truth,
+                    {"results": dict(results)},
+                    name,
+                    name if own_label else None,
+                    threshold,
+                    tiou_threshold,
+                )["rate"]
+                for threshold in score_thresholds
+            ]
+            for name, results in results_of.items()
         }
-        measured = [rate for rate in rates.values() if not math.isnan(rate)]
-        off_list = {
-            "score_threshold": score_threshold,
+        return {
+            "score_thresholds": list(score_thresholds),
             "tiou_threshold": tiou_threshold,
-            "per_class": rates,
-            "mean": sum(measured) / len(measured) if measured else float("nan"),
+            "per_class": per_class,
+            "mean": _mean_rates(per_class),
         }
+
     return {
         "unseen_only_videos": unseen_only,
         "generalized": {
@@ -723,5 +754,6 @@ def open_vocabulary_report(
             "unseen_average_mAP": unseen_map,
             "harmonic_mean": harmonic_mean(seen_map, unseen_map),
         },
-        "off_list": off_list,
+        "on_list": rates(dict.fromkeys(unseen_classes, unseen_predictions), own_label=True),
+        "off_list": rates(off_list_predictions, own_label=False) if off_list_predictions else None,
     }

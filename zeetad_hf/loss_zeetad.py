@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from .configuration_zeetad import ZeetadConfig
+from .configuration_zeetad import CLASSIFICATION_HEADS, ZeetadConfig
 from .segment_utils import pairwise_generalized_segment_iou, segment_cw_to_se
 
 
@@ -112,8 +112,8 @@ def _validate_labels(labels: Sequence[Mapping[str, torch.Tensor]], batch_size: i
 
 
 def _check_classification_head(classification_head: str) -> None:
-    if classification_head not in ("sigmoid", "softmax"):
-        raise ValueError(f"`classification_head` must be 'sigmoid' or 'softmax', got {classification_head!r}.")
+    if classification_head not in CLASSIFICATION_HEADS:
+        raise ValueError(f"`classification_head` must be one of {CLASSIFICATION_HEADS}, got {classification_head!r}.")
 
 
 def _describe(value: object) -> str:

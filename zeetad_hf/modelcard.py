@@ -16,6 +16,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .configuration_zeetad import CLASSIFICATION_HEADS
 from .file_utils import atomic_write
 from .zero_shot_splits import load_zero_shot_split
 
@@ -198,6 +199,7 @@ def build_model_card(
     repo_id: str | None = None,
     license: str = "mit",
     reads_video: bool = False,
+    classification_head: str = "sigmoid",
     **template_kwargs: Any,
 ) -> ModelCard:
     """Build the model card of a ZEETAD checkpoint trained and evaluated under the zero-shot protocol.
@@ -251,6 +253,8 @@ def build_model_card(
         reads_video (`bool`, *optional*, defaults to `False`):
             Whether the checkpoint holds its CLIP vision tower (`config.vision_config` is set) and so takes video
             files directly; the card's uses and example then show video input instead of pre-extracted features.
+        classification_head (`str`, *optional*, defaults to `"sigmoid"`):
+            The checkpoint's `config.classification_head`, `"sigmoid"` or `"softmax"`; the card describes its scores.
         template_kwargs (`dict[str, Any]`, *optional*):
             Further template variables: `developers`, `compute_infrastructure`, `base_model_description` (what the
             text encoder comes from when it is no Hub checkpoint, so `base_model` is `None`).
@@ -286,6 +290,8 @@ def build_model_card(
         raise ValueError(f"`dataset_name` must be one of {sorted(DATASETS)}, got {dataset_name!r}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"`protocol` must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
+    if classification_head not in CLASSIFICATION_HEADS:
+        raise ValueError(f"`classification_head` must be one of {CLASSIFICATION_HEADS}, got {classification_head!r}")
     if not isinstance(features, str) or not features.strip():
         raise ValueError(f"`features` must describe the input features, got {features!r}")
     if not isinstance(training_hyperparameters, Mapping):
@@ -366,6 +372,7 @@ def build_model_card(
         unseen_classes=class_split.unseen if class_split.num_splits == 1 else None,
         features=features,
         reads_video=reads_video,
+        classification_head=classification_head,
         protocol=protocol,
         protocol_description=PROTOCOLS[protocol],
         hyperparameters=list(training_hyperparameters.items()),

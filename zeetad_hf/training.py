@@ -936,8 +936,12 @@ def train(
         write_json_atomic(os.path.join(args.output_dir, RESULTS_NAME), results)
         if model_card is not None:
             # a checkpoint with its CLIP vision tower takes video files: the card says so unless told otherwise
-            reads_video = accelerator.unwrap_model(model).config.vision_config is not None
-            _write_model_card({"reads_video": reads_video, **model_card}, results, args)
+            config = accelerator.unwrap_model(model).config
+            described = {
+                "reads_video": config.vision_config is not None,
+                "classification_head": config.classification_head,
+            }
+            _write_model_card({**described, **model_card}, results, args)
         if args.push_to_hub:
             push_folder_to_hub(args.output_dir, args.hub_model_id, args.hub_private_repo)
     if args.debug_data_log:
