@@ -118,7 +118,6 @@ def main():
         **loader_kwargs,
     )
     train_dataset = filter_to_classes(train_videos, seen, drop_empty=True)
-    eval_dataset = filter_to_classes(eval_videos, unseen, drop_empty=False)
 
     # 3. Model and processor (seeded: the initialisation is part of the run)
     set_seed(training_args.seed)
@@ -143,7 +142,9 @@ def main():
         "features": features,
         "repo_id": training_args.hub_model_id,
     }
-    train(model, processor, train_dataset, eval_dataset, seen, unseen, training_args, model_card=model_card)
+    # every evaluation video with all its annotations: the unseen-class mAP restricts the ground truth itself, and
+    # --open_vocabulary_evaluation needs the seen-class ones
+    train(model, processor, train_dataset, eval_videos, seen, unseen, training_args, model_card=model_card)
 
 
 if __name__ == "__main__":

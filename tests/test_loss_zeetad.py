@@ -98,6 +98,17 @@ def test_sigmoid_focal_loss_is_finite_for_extreme_logits():
 # hungarian_match
 
 
+def run_match(outputs, labels, head="sigmoid"):
+    return hungarian_match(
+        outputs["class_logits"],
+        outputs["actionness_logits"],
+        outputs["pred_segments"],
+        labels,
+        classification_head=head,
+        **MATCHER_COSTS,
+    )
+
+
 def hand_giou(segment_a: list[float], segment_b: list[float]) -> float:
     """1-D generalised IoU of two (center, width) segments, in plain Python."""
     (center_a, width_a), (center_b, width_b) = segment_a, segment_b
@@ -156,14 +167,7 @@ def test_hungarian_match_equals_brute_force(seed, head):
     target_counts = [3, 5, 1, 6]  # 6 > num_queries: only num_queries targets can be matched
     outputs = random_outputs(generator, len(target_counts), num_queries, num_classes, num_units=8)
     labels = [random_labels(generator, count, num_classes) for count in target_counts]
-    indices = hungarian_match(
-        outputs["class_logits"],
-        outputs["actionness_logits"],
-        outputs["pred_segments"],
-        labels,
-        classification_head=head,
-        **MATCHER_COSTS,
-    )
+    indices = run_match(outputs, labels, head)
     assert len(indices) == len(target_counts)
     for video, ((query_indices, target_indices), video_labels) in enumerate(zip(indices, labels)):
         cost_matrix = [
@@ -208,14 +212,7 @@ def test_hungarian_match_empty_targets():
     generator = torch.Generator().manual_seed(0)
     outputs = random_outputs(generator, batch_size=3, num_queries=4, num_classes=2, num_units=5)
     labels = [make_labels([], []), make_labels([1], [[0.5, 0.2]]), make_labels([], [])]
-    indices = hungarian_match(
-        outputs["class_logits"],
-        outputs["actionness_logits"],
-        outputs["pred_segments"],
-        labels,
-        classification_head="sigmoid",
-        **MATCHER_COSTS,
-    )
+    indices = run_match(outputs, labels)
     for video in (0, 2):
         query_indices, target_indices = indices[video]
         assert query_indices.shape == (0,) and target_indices.shape == (0,)
@@ -507,27 +504,13 @@ def test_bad_labels_raise_value_error(labels, message):
     with pytest.raises(ValueError, match=message):
         run_loss(ZeetadLoss(get_config()), outputs, feature_mask, labels)
     with pytest.raises(ValueError, match=message):
-        hungarian_match(
-            outputs["class_logits"],
-            outputs["actionness_logits"],
-            outputs["pred_segments"],
-            labels,
-            classification_head="sigmoid",
-            **MATCHER_COSTS,
-        )
+        run_match(outputs, labels)
 
 
 def test_unknown_classification_head_is_refused():
     outputs, _, labels, _ = loss_inputs()
     with pytest.raises(ValueError, match=r"`classification_head` must be one of \('sigmoid', 'softmax'\), got 'tanh'"):
-        hungarian_match(
-            outputs["class_logits"],
-            outputs["actionness_logits"],
-            outputs["pred_segments"],
-            labels,
-            classification_head="tanh",
-            **MATCHER_COSTS,
-        )
+        run_match(outputs, labels, "tanh")
 
 
 def test_mismatched_output_shapes_raise_value_error():

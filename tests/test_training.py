@@ -271,10 +271,9 @@ def test_open_vocabulary_evaluation_of_the_selected_epoch(
     model, processor = tiny_model_and_processor(tokenizer)
     args = ZeetadTrainingArguments(
         output_dir=str(tmp_path / "run"),
-        per_device_train_batch_size=2,
         num_train_epochs=2,
         learning_rate=1e-3,
-        heldout_percentage=heldout_percentage,
+        heldout_percentage=heldout_percentage,  # the default batch size, 2
         open_vocabulary_evaluation=True,
         use_cpu=True,
     )

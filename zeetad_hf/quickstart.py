@@ -8,9 +8,12 @@ setting rebuilds that stage and every later one; `force=True` rebuilds everythin
 2. `clip/`: a small CLIP pretrained on captioned still images of the world ([`~zeetad_hf.clip_pretraining`]).
 3. `features/`: CLIP frame embeddings of every video through the processor's frame preprocessing and the model's
    vision tower ([`~zeetad_hf.frame_embedding.extract_video_features`]).
-4. `runs/<variant>/`: [`~zeetad_hf.training.train`] on the seen classes, evaluated on the unseen classes, for each
-   text-side variant: `random_text` (fixed random class embeddings in place of the text encoder: chance), `frozen`
-   (CLIP text encoder, no adapters), `lora`, `bottleneck`; then `results.json` / `results.md`, the table.
+4. `runs/<variant>/`: [`~zeetad_hf.training.train`] on the seen classes, evaluated on the unseen classes with the
+   open-vocabulary measures of [`~zeetad_hf.evaluation.open_vocabulary_report`], for each variant of `VARIANTS`:
+   `random_text` (fixed random class embeddings in place of the text encoder: chance), `frozen` (CLIP text encoder,
+   no adapters), `lora`, `bottleneck`, and the ablations `bottleneck_softmax` (softmax head) and
+   `bottleneck_detached` (no classification gradient into localization); then `results.json` / `results.md`, the
+   table.
 5. `detections.json` / `timeline.png`: `pipeline("zero-shot-temporal-action-detection")` with the `bottleneck` model
    (the paper's adapters, fixed in advance: no variant is chosen by its unseen-class score) on a held-out video that
    holds unseen-class actions, with the unseen class names as candidate labels, plotted beside the ground truth.
@@ -297,13 +300,12 @@ def results_table(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def detect_on_held_out_video(
-    model_dir: Path, world_dir: Path, unseen: list[str], output_dir: Path, top_k: int = 5
+    model_dir: Path, world_dir: Path, unseen: list[str], output_dir: Path, threshold: float = 0.1, top_k: int = 5
 ) -> dict[str, Any]:
     r"""
     Run the pipeline on the first evaluation video holding unseen-class actions; write `detections.json` and
-    `timeline.png` (its `top_k` best detections and the unseen-class ground truth) to `output_dir`. Scores are
-    actionness x class probability over the unseen classes, so a fixed threshold would say more about the number of
-    candidate labels than about the model: the best few are shown instead.
+    `timeline.png` (its at most `top_k` best detections scoring at least `threshold`, the pipeline's default, and the
+    unseen-class ground truth) to `output_dir`.
 
     Returns:
         `dict`: `{"video", "candidate_labels", "detections", "ground_truth"}` (what `detections.json` holds).
@@ -321,7 +323,11 @@ def detect_on_held_out_video(
     total_units = units_for_duration(entry["duration"], detector.processor.feature_extractor.sampling_fps)
     with tqdm(total=total_units, desc="5/5 detection", unit="frame") as progress:
         detections = detector(
-            str(video_path), candidate_labels=unseen, threshold=0.0, top_k=top_k, progress_callback=progress.update
+            str(video_path),
+            candidate_labels=unseen,
+            threshold=threshold,
+            top_k=top_k,
+            progress_callback=progress.update,
         )
     ground_truth = [item for item in entry["annotations"] if item["label"] in unseen]
     plot_timeline(
