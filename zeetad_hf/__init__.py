@@ -1,4 +1,4 @@
-__version__ = "0.1.0.dev0"
+__version__ = "0.2.0.dev0"
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 from transformers.pipelines import PIPELINE_REGISTRY

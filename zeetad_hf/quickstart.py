@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import CLIPTokenizer
 
+from . import __version__
 from .clip_pretraining import (
     FAST_CLIP_PRETRAINING,
     ClipPretrainingConfig,
@@ -438,7 +439,8 @@ def _run_stages(
         progress.set_postfix(variant=variant)
         run_dir = paths["runs"] / variant
         model_card = _model_card_arguments(settings, seen, unseen) if variant == MODEL_VARIANT else None
-        key_parts = (feature_key, settings.model_overrides, settings.training, variant)
+        # the package version too: a run trained by other model or training code must not be reused
+        key_parts = (feature_key, settings.model_overrides, settings.training, variant, __version__)
         # The card is part of the folder, so its arguments are part of the key (the other variants' keys unchanged).
         run_key = _stage_key(*key_parts) if model_card is None else _stage_key(*key_parts, model_card)
         if not _stage_is_current(run_dir, run_key, force):
