@@ -1,4 +1,4 @@
-"""CPU latency and peak memory of ZEETAD at THUMOS14 scale, and Soft-NMS time per video.
+"""CPU latency and peak memory of ZEETAD at THUMOS14 scale (Soft-NMS has its own benchmark: benchmark_nms.py).
 
 THUMOS-scale input: 2304 temporal units, 2048-d I3D localization features + 512-d CLIP features, 20 class prompts,
 default `ZeetadConfig` (CLIP ViT-B/16-sized text encoder with bottleneck adapters, random weights), 2 torch threads.
@@ -63,28 +63,6 @@ def run_case(batch_size: int, mode: str, repeats: int, threads: int) -> dict:
     return {"batch_size": batch_size, "mode": mode, "seconds": min(timings), "peak_rss_mib": peak_mib}
 
 
-def run_soft_nms(repeats: int, threads: int) -> dict:
-    """Multiclass Soft-NMS over 2,000 candidates of 20 classes (one video)."""
-    import torch
-
-    from zeetad_hf.segment_utils import batched_nms
-
-    torch.set_num_threads(threads)
-    generator = torch.Generator().manual_seed(0)
-    starts = torch.rand(2000, generator=generator) * 200
-    segments = torch.stack((starts, starts + 1 + torch.rand(2000, generator=generator) * 20), dim=-1)
-    scores = torch.rand(2000, generator=generator)
-    classes = torch.randint(0, 20, (2000,), generator=generator)
-    settings = {"min_score": 0.001, "max_segments": 200, "sigma": 0.5}
-    batched_nms(segments, scores, classes, **settings)
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        batched_nms(segments, scores, classes, **settings)
-        timings.append(time.perf_counter() - start)
-    return {"candidates": 2000, "classes": 20, "seconds": min(timings)}
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -113,11 +91,6 @@ def main():
                 f"| {batch_size} | {mode} | {result['seconds']:.2f} | {result['seconds'] / batch_size:.2f} "
                 f"| {result['peak_rss_mib']:.0f} |"
             )
-    nms = run_soft_nms(repeats=20, threads=args.threads)
-    print(
-        f"\nSoft-NMS (multiclass, sigma 0.5): {nms['candidates']} candidates, {nms['classes']} classes: "
-        f"{nms['seconds'] * 1000:.1f} ms per video"
-    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ Conventions used throughout the package:
 - A *grid* position is a continuous feature index: `i` is the centre of the i-th feature unit.
 """
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
 
 
@@ -217,63 +220,125 @@ def seconds_to_normalized_segments(
 
 # Added to every segment length inside NMS, as in the ActionFormer reference, so that zero-length segments never give a
 # zero union.
-_NMS_LENGTH_EPS = 1e-6
-# NMS can precompute a (num_classes, max_candidates, max_candidates) table of pairwise updates. On CPU, building one
-# entry costs ~2 ns while every selection step that gathers from the table instead of recomputing its IoU row saves
-# ~25 us of operator overhead, so the table pays off below ~10k entries per step. It is also capped at 16 MiB.
-_NMS_TABLE_MAX_ELEMENTS = 1 << 22
-_NMS_TABLE_ELEMENTS_PER_STEP = 10_000
-
-
-def _pad_by_group(
-    segments: torch.Tensor, scores: torch.Tensor, group_ids: torch.Tensor, num_groups: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scatter the candidates into a padded `(num_groups, max_group_size)` layout, keeping the input order inside each
-    group (so that "first maximum" means "lowest input index"). Padding has score `-inf`."""
-    num_candidates = scores.shape[0]
-    counts = torch.bincount(group_ids, minlength=num_groups)
-    max_group_size = int(counts.max())
-    # stable sort groups the candidates while keeping their input order within a group
-    order = torch.argsort(group_ids, stable=True)
-    sorted_groups = group_ids[order]
-    group_offsets = torch.cumsum(counts, dim=0) - counts
-    position_in_group = torch.arange(num_candidates, device=scores.device) - group_offsets[sorted_groups]
-    flat_positions = sorted_groups * max_group_size + position_in_group
-
-    num_slots = num_groups * max_group_size
-    padded_scores = scores.new_full((num_slots,), float("-inf"))
-    padded_scores[flat_positions] = scores[order]
-    # padding gets the segment [0, 0]: its IoU is well defined and its score is -inf anyway
-    padded_segments = segments.new_zeros((num_slots, 2))
-    padded_segments[flat_positions] = segments[order]
-    slot_to_candidate = torch.full((num_slots,), -1, dtype=torch.long, device=scores.device)
-    slot_to_candidate[flat_positions] = order
-
-    starts = padded_segments[:, 0].view(num_groups, max_group_size)
-    ends = padded_segments[:, 1].view(num_groups, max_group_size)
-    # num_groups, max_group_size
-    padded_scores = padded_scores.view(num_groups, max_group_size)
-    return starts, ends, padded_scores, slot_to_candidate, counts
+_NMS_LENGTH_EPS = np.float32(1e-6)
+_NEGATIVE_INFINITY = np.float32(-np.inf)
+# Advancing all groups together ([`_lockstep_selection`]) beats selecting one segment at a time
+# ([`_best_first_selection`]) from 4 groups on (1k-5k candidates: 1.3x faster at 4 groups, 3-8x at 20-100), as long as
+# the padded layout is at least a quarter full; with one dominant group it is up to 3x slower.
+_LOCKSTEP_MIN_GROUPS = 4
+_LOCKSTEP_MIN_FILL = 0.25
 
 
 def _nms_iou(
-    starts_a: torch.Tensor,
-    ends_a: torch.Tensor,
-    lengths_a: torch.Tensor,
-    starts_b: torch.Tensor,
-    ends_b: torch.Tensor,
-    lengths_b: torch.Tensor,
-) -> torch.Tensor:
-    """IoU as the NMS reference computes it (lengths already include the `1e-6`), broadcasting `a` against `b`."""
-    intersection = (torch.minimum(ends_a, ends_b) - torch.maximum(starts_a, starts_b)).clamp_(min=0)
-    # same operation order as the reference: (length_a + length_b) - intersection
-    return intersection.div_((lengths_a + lengths_b).sub_(intersection))
+    start: np.float32 | np.ndarray,
+    end: np.float32 | np.ndarray,
+    length: np.float32 | np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    lengths: np.ndarray,
+) -> np.ndarray:
+    """IoU of one segment (or of one segment per row, shape `(num_rows, 1)`) with an array of segments, in float32
+    and in the operation order of the reference (lengths already include the `1e-6`)."""
+    intersection = np.minimum(ends, end)
+    intersection -= np.maximum(starts, start)
+    np.maximum(intersection, 0, out=intersection)
+    # (length_a + length_b) - intersection, as the reference
+    union = lengths + length
+    union -= intersection
+    intersection /= union
+    return intersection
 
 
-def _greedy_selection(
-    segments: torch.Tensor,
-    scores: torch.Tensor,
-    group_ids: torch.Tensor,
+def _gaussian_decay(iou: np.ndarray, sigma: np.float32) -> np.ndarray:
+    """`exp(-iou**2 / sigma)` rounded like the reference's float32 `std::exp`: the exponent in float32, the exponential
+    in float64, rounded once to float32 (numpy's own float32 `exp` is an ulp off for ~40% of inputs). Overwrites
+    `iou`."""
+    np.square(iou, out=iou)
+    iou /= -sigma
+    return np.exp(iou, dtype=np.float64).astype(np.float32)
+
+
+def _processing_positions(
+    scores: np.ndarray, group_ids: np.ndarray, group_begins: np.ndarray, group_ends: np.ndarray, use_soft_nms: bool
+) -> np.ndarray:
+    """Position of every candidate in the order in which the reference first scans its group: the input order for
+    Soft-NMS (its working array starts as the input), the order of `torch.sort(scores, descending=True)` for hard
+    NMS."""
+    # candidates grouped by group id, input order inside a group
+    by_group = np.argsort(group_ids, kind="stable")
+    positions = np.empty(scores.shape[0], dtype=np.int64)
+    for group_begin, group_end in zip(group_begins.tolist(), group_ends.tolist()):
+        members = by_group[group_begin:group_end]
+        if not use_soft_nms:
+            # torch's sort is not stable: the reference processes tied scores in the order it happens to return
+            members = members[torch.sort(torch.from_numpy(scores[members]), descending=True).indices.numpy()]
+        positions[members] = np.arange(group_end - group_begin)
+    return positions
+
+
+def _remove_from_working_order(
+    working_slots: np.ndarray,
+    slot_positions: np.ndarray,
+    is_alive: np.ndarray,
+    dropped_slots: np.ndarray,
+    group_begin: int,
+    working_size: int,
+) -> int:
+    """Remove dropped slots from the working array of one group exactly as the reference does, and return its new
+    size.
+
+    The reference scans the working array once and overwrites every dropped element with the current last element,
+    which it then examines in turn. The outcome: the survivors among the first `new_size` positions stay where they
+    are, and the holes among them are filled, in ascending order, with the survivors behind them taken from the back.
+    """
+    new_size = working_size - dropped_slots.size
+    dropped_positions = slot_positions[dropped_slots]
+    hole_positions = np.sort(dropped_positions[dropped_positions < new_size])
+    if hole_positions.size:
+        tail_slots = working_slots[group_begin + new_size : group_begin + working_size]
+        moved_slots = tail_slots[is_alive[tail_slots]][::-1]
+        working_slots[group_begin + hole_positions] = moved_slots
+        slot_positions[moved_slots] = hole_positions
+    return new_size
+
+
+class _SlotLayout(NamedTuple):
+    """Candidates of [`_best_first_selection`] in slot order (grouped by group id, by start inside a group)."""
+
+    candidates: np.ndarray
+    groups: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    # `end - start + 1e-6` in float32, as the reference
+    lengths: np.ndarray
+    # running maximum of the ends inside every group
+    running_max_ends: np.ndarray
+    group_begins: list[int]
+    group_ends: list[int]
+
+
+def _slot_layout(
+    slot_candidates: np.ndarray, group_ids: np.ndarray, starts: np.ndarray, ends: np.ndarray, num_groups: int
+) -> _SlotLayout:
+    """Gather the slot arrays for candidates already in slot order."""
+    slot_groups = group_ids[slot_candidates]
+    slot_starts, slot_ends = starts[slot_candidates], ends[slot_candidates]
+    group_ends = np.cumsum(np.bincount(slot_groups, minlength=num_groups)).tolist()
+    group_begins = [0, *group_ends[:-1]]
+    running_max_ends = np.empty_like(slot_ends)
+    for group_begin, group_end in zip(group_begins, group_ends):
+        np.maximum.accumulate(slot_ends[group_begin:group_end], out=running_max_ends[group_begin:group_end])
+    slot_lengths = (slot_ends - slot_starts) + _NMS_LENGTH_EPS
+    return _SlotLayout(
+        slot_candidates, slot_groups, slot_starts, slot_ends, slot_lengths, running_max_ends, group_begins, group_ends
+    )
+
+
+def _best_first_selection(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    scores: np.ndarray,
+    group_ids: np.ndarray,
     num_groups: int,
     *,
     max_selections: int,
@@ -281,107 +346,280 @@ def _greedy_selection(
     sigma: float,
     min_score: float,
     iou_threshold: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run (soft-)NMS independently inside every group, all groups at once.
+    track_working_order: bool,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Run the reference's (soft-)NMS loop of every group, one selection per step, in global best-first order.
 
-    Every iteration selects the current maximum of each group row, then decays (soft) or suppresses (hard) the rest of
-    that row according to its IoU with the selected segment. The loop runs at most `max_selections` times: the caller
-    keeps only the best `max_selections` detections overall, and selections within a group come out with
-    non-increasing scores, so later selections can never enter the final top list.
+    Returns the selected candidate indices and their final scores in the order in which the reference concatenates
+    them before its final sort: group by group (ascending group id), each group in selection order and capped at
+    `max_selections` selections. Without `track_working_order`, returns `None` as soon as a group holds two equal
+    highest scores (only the working order decides between them).
 
-    Returns the selected candidate indices (into the input) and their final scores, ordered group by group (ascending
-    group id) and by selection order within a group.
+    - *Slots*: the candidates sorted by group and, inside a group, by start. A selected segment can only overlap the
+      slots of its group between the first one whose running maximum end exceeds its start and the first one whose
+      start reaches its end, so a step decays (or suppresses) only that window. Everything outside has IoU 0, i.e. a
+      decay of exactly 1, and was tested against `min_score` at the first selection of the group, which decays the
+      whole group. Without `track_working_order`, removed slots are compacted away once they are the majority.
+    - *Best first*: every step selects the highest current score over all groups, which is the next selection of its
+      group; groups are independent, so each still gets its own sequence. A group's selected scores never increase
+      (hard NMS; Soft-NMS with non-negative scores), so the first `max_selections + 1` selections are the top of the
+      final sort; if none of them are tied, the final order is unique and the loop stops there. Otherwise it runs
+      until every group is exhausted or capped, so that the final (unstable) sort sees exactly the reference's list.
+    - *Ties* (`track_working_order`): inside a group the reference selects the first maximum of its working array.
+      Soft-NMS swaps each selection with the front of that array and overwrites dropped elements with the last one
+      ([`_remove_from_working_order`]); both moves are replayed on `slot_positions` / `working_slots`. Hard NMS scans
+      the group in `torch.sort` order.
     """
-    starts, ends, current_scores, slot_to_candidate, counts = _pad_by_group(segments, scores, group_ids, num_groups)
-    max_group_size = starts.shape[1]
-    num_steps = min(max_selections, int(counts.max()))
-    # the reference computes lengths in float32 as `end - start + 1e-6`
-    lengths = ends - starts + _NMS_LENGTH_EPS
-    row_offsets = torch.arange(num_groups, device=scores.device) * max_group_size
-    negative_infinity = float("-inf")
+    num_candidates = scores.shape[0]
+    negative_infinity = _NEGATIVE_INFINITY
+    min_score, sigma, iou_threshold = np.float32(min_score), np.float32(sigma), np.float32(iou_threshold)
 
-    # Per step, each group row needs the "update row" of its selected slot: the decay factor `exp(-iou**2 / sigma)`
-    # (soft) or the suppression mask `iou >= iou_threshold` (hard) against every slot of the row. The selected slot's
-    # own entry is NaN (soft) / True (hard) so that the update also removes it. Precomputing all update rows once turns
-    # every step into a single gather; it only pays off when the table is small compared with the number of steps
-    # (not e.g. for one class-agnostic group of thousands of candidates capped at a hundred selections).
-    table_size = num_groups * max_group_size * max_group_size
-    use_table = table_size <= min(_NMS_TABLE_MAX_ELEMENTS, _NMS_TABLE_ELEMENTS_PER_STEP * num_steps)
+    # 1. slots: grouped by group id (stable sort of the start order), sorted by start inside a group
+    slot_candidates = np.argsort(starts)
+    if num_groups > 1:
+        slot_candidates = slot_candidates[np.argsort(group_ids[slot_candidates], kind="stable")]
+    layout = _slot_layout(slot_candidates, group_ids, starts, ends, num_groups)
+    slot_scores, slot_group_list = scores[slot_candidates], layout.groups.tolist()
+    is_alive, num_alive = np.ones(num_candidates, dtype=bool), num_candidates
 
-    def update_rows_from_iou(iou: torch.Tensor) -> torch.Tensor:
-        if use_soft_nms:
-            return torch.exp(iou.mul_(iou).div_(-sigma))
-        return iou >= iou_threshold
+    # 2. tie-break state: position of every slot in its group's working array, and the slot at every position
+    if track_working_order:
+        group_begins, group_ends = np.array(layout.group_begins), np.array(layout.group_ends)
+        slot_positions = _processing_positions(scores, group_ids, group_begins, group_ends, use_soft_nms)
+        slot_positions = slot_positions[slot_candidates]
+        working_slots = np.empty(num_candidates, dtype=np.int64)
+        working_slots[group_begins[layout.groups] + slot_positions] = np.arange(num_candidates)
+        working_sizes = (group_ends - group_begins).tolist()
 
-    if use_table:
-        # num_groups, max_group_size (selected), max_group_size (other)
-        iou = _nms_iou(
-            starts[:, :, None], ends[:, :, None], lengths[:, :, None], starts[:, None], ends[:, None], lengths[:, None]
-        )
-        update_table = update_rows_from_iou(iou)
-        update_table.diagonal(dim1=1, dim2=2).fill_(float("nan") if use_soft_nms else True)
-        # num_groups * max_group_size, max_group_size
-        update_table = update_table.view(-1, max_group_size)
-    else:
-        # num_groups * max_group_size, 3: start / end / length of every slot, fetched for the selection in one gather
-        slot_table = torch.stack((starts, ends, lengths), dim=-1).view(-1, 3)
+    # 3. best-first selection loop
+    num_selected = [0] * num_groups
+    # hard NMS with a non-positive threshold also suppresses segments that do not overlap
+    decay_whole_group = not use_soft_nms and not iou_threshold > 0
+    early_stop = max_selections + 1 if not use_soft_nms or scores.min() >= 0 else None
+    selected_candidates, selected_groups, selected_scores = [], [], []
+    while num_alive > 0:
+        slot = int(slot_scores.argmax())
+        best_score = slot_scores[slot]
+        group = slot_group_list[slot]
+        group_begin, group_end = layout.group_begins[group], layout.group_ends[group]
+        # argmax returns the first maximum in slot order, the reference takes the first in its working order
+        tied_slots = (slot_scores[slot:group_end] == best_score).nonzero()[0]
+        if tied_slots.size > 1:
+            if not track_working_order:
+                return None
+            tied_slots += slot
+            slot = int(tied_slots[slot_positions[tied_slots].argmin()])
+        selected_candidates.append(layout.candidates[slot])
+        selected_groups.append(group)
+        selected_scores.append(best_score)
+        slot_scores[slot] = negative_infinity
+        is_alive[slot] = False
+        num_alive -= 1
+        step = num_selected[group]
+        num_selected[group] = step + 1
+        if track_working_order and use_soft_nms:
+            # the reference swaps the selected element with the front of its working array
+            front_slot = working_slots[group_begin + step]
+            position = slot_positions[slot]
+            slot_positions[front_slot] = position
+            working_slots[group_begin + position] = front_slot
 
-    selected_scores, selected_slots = [], []
-    for step in range(num_steps):
-        # torch.max returns the first maximal index on ties -> lowest input index inside the group
-        best_scores, best_positions = current_scores.max(dim=1)
-        # checking for exhausted rows costs a synchronisation, so only do it every few steps
-        if step % 8 == 7 and best_scores.max() == negative_infinity:
+        if step + 1 == max_selections:
+            # the reference keeps the first `max_selections` selections of a group: the rest can no longer enter
+            num_alive -= int(np.count_nonzero(is_alive[group_begin:group_end]))
+            slot_scores[group_begin:group_end] = negative_infinity
+            is_alive[group_begin:group_end] = False
+        else:
+            start, end, length = layout.starts[slot], layout.ends[slot], layout.lengths[slot]
+            if decay_whole_group or (use_soft_nms and step == 0):
+                # the first Soft-NMS step of a group tests every remaining score against `min_score`
+                window_begin, window_end = group_begin, group_end
+            else:
+                group_running_max_ends = layout.running_max_ends[group_begin:group_end]
+                window_begin = group_begin + int(group_running_max_ends.searchsorted(start, side="right"))
+                window_end = group_begin + int(layout.starts[group_begin:group_end].searchsorted(end))
+            if window_begin < window_end:
+                window = slice(window_begin, window_end)
+                iou = _nms_iou(start, end, length, layout.starts[window], layout.ends[window], layout.lengths[window])
+                window_alive = is_alive[window]
+                if use_soft_nms:
+                    window_scores = slot_scores[window]
+                    np.multiply(window_scores, _gaussian_decay(iou, sigma), out=window_scores, where=window_alive)
+                    is_dropped = window_scores < min_score
+                else:
+                    is_dropped = iou >= iou_threshold
+                is_dropped &= window_alive
+                dropped_slots = is_dropped.nonzero()[0]
+                if dropped_slots.size:
+                    dropped_slots += window_begin
+                    slot_scores[dropped_slots] = negative_infinity
+                    is_alive[dropped_slots] = False
+                    num_alive -= dropped_slots.size
+                    if track_working_order and use_soft_nms:
+                        working_sizes[group] = _remove_from_working_order(
+                            working_slots, slot_positions, is_alive, dropped_slots, group_begin, working_sizes[group]
+                        )
+
+        if len(selected_scores) == early_stop:
+            if (np.diff(np.array(selected_scores)) < 0).all():
+                break
+            # tied scores: their final order depends on the complete lists
+            early_stop = None
+        if not track_working_order and num_alive < slot_scores.size // 2:
+            # windows would mostly hold removed slots: drop them (slot order is kept)
+            layout = _slot_layout(layout.candidates[is_alive], group_ids, starts, ends, num_groups)
+            slot_scores, slot_group_list = slot_scores[is_alive], layout.groups.tolist()
+            is_alive = np.ones(num_alive, dtype=bool)
+
+    # the reference concatenates the groups in ascending order, each in selection order
+    concatenation_order = np.argsort(np.array(selected_groups, dtype=np.int64), kind="stable")
+    selected_candidates = np.array(selected_candidates, dtype=np.int64)[concatenation_order]
+    return selected_candidates, np.array(selected_scores, dtype=np.float32)[concatenation_order]
+
+
+def _lockstep_selection(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    scores: np.ndarray,
+    group_ids: np.ndarray,
+    num_groups: int,
+    *,
+    max_selections: int,
+    use_soft_nms: bool,
+    sigma: float,
+    min_score: float,
+    iou_threshold: float,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Same contract as [`_best_first_selection`] without `track_working_order`, advancing every group by one
+    selection per step on a padded `(num_groups, max_group_size)` layout (dense, no windows).
+
+    With many small groups this needs far fewer steps: the loop stops once the best `max_selections + 1` selections
+    so far are all different and no group's next selection can beat the last of them, or when every group is
+    exhausted or capped. Returns `None` as soon as a group holds two equal highest scores.
+    """
+    num_candidates = scores.shape[0]
+    negative_infinity = _NEGATIVE_INFINITY
+    min_score, sigma, iou_threshold = np.float32(min_score), np.float32(sigma), np.float32(iou_threshold)
+    group_sizes = np.bincount(group_ids, minlength=num_groups)
+    max_group_size = int(group_sizes.max())
+    # slot of every candidate in the flattened padded layout: grouped by group id, input order inside a group
+    by_group = np.argsort(group_ids, kind="stable")
+    sorted_groups = group_ids[by_group]
+    group_begins = np.cumsum(group_sizes) - group_sizes
+    slots = sorted_groups * max_group_size + np.arange(num_candidates) - group_begins[sorted_groups]
+    # start / end / length / score of every slot; padding is the segment [0, 0] with score -inf
+    padded = np.zeros((4, num_groups * max_group_size), dtype=np.float32)
+    padded[:2, slots] = starts[by_group], ends[by_group]
+    padded[2] = (padded[1] - padded[0]) + _NMS_LENGTH_EPS
+    padded[3] = negative_infinity
+    padded[3, slots] = scores[by_group]
+    slot_candidates = np.empty(num_groups * max_group_size, dtype=np.int64)
+    slot_candidates[slots] = by_group
+    # 4, num_groups, max_group_size
+    segment_starts, segment_ends, segment_lengths, current_scores = padded.reshape(4, num_groups, max_group_size)
+
+    rows = np.arange(num_groups)
+    selected_slots, selected_scores = [], []
+    num_selected = 0
+    # the best-first argument of [`_best_first_selection`]: it needs selections that never increase inside a group
+    can_stop_early = not use_soft_nms or scores.min() >= 0
+    for _ in range(max_selections):
+        best_columns = current_scores.argmax(axis=1)
+        best_scores = current_scores[rows, best_columns]
+        if can_stop_early and num_selected > max_selections:
+            top_scores = np.sort(
+                np.partition(np.concatenate(selected_scores), -max_selections - 1)[-max_selections - 1 :]
+            )
+            if (best_scores < top_scores[0]).all():
+                if (top_scores[1:] != top_scores[:-1]).all():
+                    break
+                # tied scores: their final order depends on the complete lists
+                can_stop_early = False
+        active_rows = (best_scores != negative_infinity).nonzero()[0]
+        if active_rows.size == 0:
             break
-        best_slots = best_positions + row_offsets
+        best_columns, best_scores = best_columns[active_rows], best_scores[active_rows]
+        # num_active, max_group_size
+        active_scores = current_scores[active_rows]
+        active_scores[np.arange(active_rows.size), best_columns] = negative_infinity
+        if (active_scores.max(axis=1) == best_scores).any():
+            return None
+        selected_slots.append(active_rows * max_group_size + best_columns)
         selected_scores.append(best_scores)
-        selected_slots.append(best_slots)
+        num_selected += active_rows.size
 
-        if use_table:
-            update_rows = update_table.index_select(0, best_slots)
-        else:
-            # each of shape (num_groups, 1)
-            best_start, best_end, best_length = slot_table.index_select(0, best_slots).unsqueeze(-1).unbind(1)
-            update_rows = update_rows_from_iou(_nms_iou(best_start, best_end, best_length, starts, ends, lengths))
-            # update_rows has the (num_groups, max_group_size) layout of the slots: mark each selected slot
-            update_rows.view(-1).index_fill_(0, best_slots, float("nan") if use_soft_nms else True)
-
+        # num_active, 1 against num_active, max_group_size
+        iou = _nms_iou(
+            segment_starts[active_rows, best_columns, None],
+            segment_ends[active_rows, best_columns, None],
+            segment_lengths[active_rows, best_columns, None],
+            segment_starts[active_rows],
+            segment_ends[active_rows],
+            segment_lengths[active_rows],
+        )
         if use_soft_nms:
-            # decay, then discard what fell below `min_score`; `>=` is False for NaN, which removes the selected slot
-            # and slots already removed (-inf) whose decay underflowed to 0 (-inf * 0 = NaN)
-            current_scores = current_scores.mul_(update_rows)
-            current_scores = torch.where(current_scores >= min_score, current_scores, negative_infinity)
+            active_scores *= _gaussian_decay(iou, sigma)
+            # `>=` is False for NaN: -inf (removed) times a decay that underflowed to 0
+            active_scores[~(active_scores >= min_score)] = negative_infinity
         else:
-            current_scores.masked_fill_(update_rows, negative_infinity)
+            active_scores[iou >= iou_threshold] = negative_infinity
+        current_scores[active_rows] = active_scores
 
-    # num_groups, num_steps (the first step always runs: the input is not empty)
-    selected_scores = torch.stack(selected_scores, dim=1)
-    selected_slots = torch.stack(selected_slots, dim=1)
-    # an exhausted group row returns -inf; boolean indexing keeps the row-major (group, selection) order
-    is_valid = selected_scores != negative_infinity
-    return slot_to_candidate[selected_slots[is_valid]], selected_scores[is_valid]
+    selected_slots, selected_scores = np.concatenate(selected_slots), np.concatenate(selected_scores)
+    # the reference concatenates the groups in ascending order, each in selection order
+    concatenation_order = np.argsort(selected_slots // max_group_size, kind="stable")
+    return slot_candidates[selected_slots[concatenation_order]], selected_scores[concatenation_order]
 
 
 def _vote_segments(
-    kept_segments: torch.Tensor,
-    all_segments: torch.Tensor,
-    all_scores: torch.Tensor,
+    kept_segments: np.ndarray,
+    all_segments: np.ndarray,
+    all_scores: np.ndarray,
     voting_threshold: float,
     voting_weight: str,
-) -> torch.Tensor:
-    """Replace every kept segment by the weighted mean of all pre-NMS segments overlapping it with IoU >= threshold."""
-    # num_kept, num_all
-    iou = pairwise_segment_iou(kept_segments, all_segments)
-    weights = all_scores[None, :] * (iou >= voting_threshold)
+) -> np.ndarray:
+    """Replace every kept segment by the weighted mean of all pre-NMS segments overlapping it with IoU >= threshold.
+
+    Only candidates that can reach the threshold are visited. For a kept segment `[start, end]` of length `length`,
+    IoU >= t needs `intersection >= t * length` and `union >= end - other_start`, i.e. the other segment starts in
+    `[end - length / t, end - t * length]`; with the candidates sorted by start, that is an index range (widened by a
+    relative margin far above float32 rounding). The IoU is computed in float32, the weighted sums in float64.
+    """
+    num_kept = kept_segments.shape[0]
+    by_start = np.argsort(all_segments[:, 0])
+    sorted_starts = all_segments[by_start, 0]
+    kept_starts, kept_ends = kept_segments[:, 0].astype(np.float64), kept_segments[:, 1].astype(np.float64)
+    kept_lengths = kept_ends - kept_starts
+    margin = 1e-4 * (np.abs(kept_ends) + kept_lengths / voting_threshold)
+    range_begins = sorted_starts.searchsorted(kept_ends - kept_lengths / voting_threshold - margin)
+    range_ends = sorted_starts.searchsorted(kept_ends - voting_threshold * kept_lengths + margin, side="right")
+    range_sizes = np.maximum(range_ends - range_begins, 0)
+    # one entry per (kept segment, candidate) pair: num_pairs
+    pair_kept = np.repeat(np.arange(num_kept), range_sizes)
+    pair_offsets = np.arange(pair_kept.size) - np.repeat(np.cumsum(range_sizes) - range_sizes, range_sizes)
+    pair_candidates = by_start[range_begins[pair_kept] + pair_offsets]
+
+    pair_kept_segments, pair_segments = kept_segments[pair_kept], all_segments[pair_candidates]
+    intersection = np.minimum(pair_kept_segments[:, 1], pair_segments[:, 1])
+    intersection -= np.maximum(pair_kept_segments[:, 0], pair_segments[:, 0])
+    np.maximum(intersection, 0, out=intersection)
+    union = (pair_kept_segments[:, 1] - pair_kept_segments[:, 0]) + (pair_segments[:, 1] - pair_segments[:, 0])
+    union -= intersection
+    iou = intersection / np.maximum(union, np.float32(1e-8))
+    weights = np.where(iou >= np.float32(voting_threshold), all_scores[pair_candidates], np.float32(0))
     if voting_weight == "score_iou":
-        weights = weights * iou
-    # num_kept, 1
-    weight_sums = weights.sum(dim=1, keepdim=True)
+        weights *= iou
+    weights = weights.astype(np.float64)
+    weight_sums = np.bincount(pair_kept, weights=weights, minlength=num_kept)
+    # num_kept, 2
+    weighted_sums = np.stack(
+        [np.bincount(pair_kept, weights=weights * pair_segments[:, side], minlength=num_kept) for side in (0, 1)], -1
+    )
     # a kept segment always overlaps itself with IoU 1, so the sum is only 0 for degenerate input (zero-length segment
     # or zero score): keep the NMS segment there instead of producing NaN
     has_weight = weight_sums != 0
-    voted = (weights @ all_segments) / torch.where(has_weight, weight_sums, 1.0)
-    return torch.where(has_weight, voted, kept_segments)
+    voted = weighted_sums / np.where(has_weight, weight_sums, 1.0)[:, None]
+    return np.where(has_weight[:, None], voted.astype(np.float32), kept_segments)
 
 
 def batched_nms(
@@ -400,13 +638,15 @@ def batched_nms(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft-NMS (or hard NMS) on 1-D segments, per class or class-agnostic, with optional segment voting.
 
-    Pure-torch, vectorised re-implementation of the ActionFormer `batched_nms` semantics (no compiled extension):
+    NumPy re-implementation of ActionFormer's `batched_nms` and its C++ op `nms_1d_cpu` (no compiled extension) that
+    keeps the same segments in the same order, with the same float32 arithmetic (the decay's exponential is rounded
+    correctly; glibc's `expf`, which the C++ op calls, is an ulp off for ~0.1% of inputs, so scores may differ from it
+    in the last bits):
 
     - **Soft-NMS** (`use_soft_nms=True`, always Gaussian): repeatedly select the candidate with the highest current
-      score (the first one in input order on ties); multiply the score of every remaining candidate by
-      `exp(-iou**2 / sigma)` and discard those whose decayed score is `< min_score`. `iou_threshold` is unused. As in
-      the reference, scores are only tested after a decay, so the first selection of a class is kept even when its
-      score is below `min_score`.
+      score; multiply the score of every remaining candidate by `exp(-iou**2 / sigma)` and discard those whose decayed
+      score is `< min_score`. `iou_threshold` is unused. As in the reference, scores are only tested after a decay, so
+      the first selection of a class is kept even when its score is below `min_score`.
     - **Hard NMS** (`use_soft_nms=False`): keep candidates with score `> min_score`, then greedily select in score
       order and suppress every remaining candidate with `iou >= iou_threshold`. Scores are unchanged.
     - IoU inside NMS uses segment lengths `end - start + 1e-6` and float32 arithmetic, as the reference.
@@ -414,11 +654,29 @@ def batched_nms(
       class-agnostic NMS, then, if `voting_threshold > 0`, replaces every kept segment by the weighted mean of **all**
       input segments (before any score filtering) whose IoU with it is `>= voting_threshold`; the weights use the input
       scores and the plain IoU (no `1e-6`).
-    - Finally detections are sorted by score (descending; ties keep class then selection order) and the best
-      `max_segments` are returned.
+    - Each class keeps at most `max_segments` selections; the classes' lists (ascending class id, each in selection
+      order) are concatenated, sorted by score with `torch.sort(descending=True)` and cut to `max_segments`.
 
-    All classes are processed together in a padded `(num_classes, max_candidates_per_class)` layout, so the Python
-    loop runs once per selection step, at most `max_segments` times.
+    Ties are broken as in the reference:
+
+    - Soft-NMS keeps a working array per class, initially its candidates in input order. Step `i` selects the *first*
+      maximum among positions `i..n-1`, **swaps** it with position `i`, then decays positions `i+1..n-1`; a candidate
+      that falls below `min_score` is overwritten by the current last one. Among equal scores the first in this working
+      order wins, which is not the lowest input index once an element has been swapped. Example: segments
+      `[[0, 10], [1, 11], [50, 60]]`, scores `[0.5, 0.5, 0.9]`: `[50, 60]` is selected and swapped with `[0, 10]`,
+      giving the order `[50, 60], [1, 11], [0, 10]`; neither 0.5 overlaps `[50, 60]`, so with `max_segments=2` the
+      result is `[50, 60], [1, 11]`.
+    - Hard NMS scans a class in the order of `torch.sort(scores, descending=True)`.
+    - The final sort is torch's unstable sort, as in the reference: from 17 detections on, tied scores come out in the
+      order that sort produces for the reference's list (reproduced exactly whenever a tie can matter).
+
+    Speed: Python loops once per selection (or per step of all classes), each time a few NumPy operations on the
+    segments that can overlap the selection, never per candidate. Only about `max_segments + 1` selections are made
+    (the reference makes all of them): when none of them are tied, the final order is already decided. With 4 or more
+    classes of similar size, all classes advance together, one selection each per step, so the loop runs about as
+    often as the largest contribution of one class to the result. The path that replays the working order only runs
+    when a class holds two equal highest scores. No torch operator runs inside the loop, so torch's thread count and a
+    busy machine do not slow it down.
 
     Args:
         segments (`torch.Tensor` of shape `(num_candidates, 2)`):
@@ -449,7 +707,8 @@ def batched_nms(
     Returns:
         `tuple[torch.Tensor, torch.Tensor, torch.Tensor]`: `(segments, scores, class_ids)` of the kept detections,
         of shapes `(num_kept, 2)` (float32, same unit as the input), `(num_kept,)` (float32, decayed Soft-NMS scores)
-        and `(num_kept,)` (dtype of `class_ids`), sorted by score descending, with `num_kept <= max_segments`.
+        and `(num_kept,)` (dtype of `class_ids`), sorted by score descending, with `num_kept <= max_segments`, on the
+        device of the inputs.
     """
     if segments.ndim != 2 or segments.shape[1] != 2:
         raise ValueError(f"`segments` must have shape (num_candidates, 2), got {tuple(segments.shape)}")
@@ -469,43 +728,55 @@ def batched_nms(
     if voting_weight not in ("score_iou", "score"):
         raise ValueError(f"`voting_weight` must be 'score_iou' or 'score', got {voting_weight!r}")
 
-    # the reference works in float32
-    segments = segments.to(torch.float32)
-    scores = scores.to(torch.float32)
-    if not bool(torch.isfinite(scores).all()):
+    # the reference works in float32, on the CPU
+    device = segments.device
+    all_segments = segments.detach().to(device="cpu", dtype=torch.float32).numpy()
+    all_scores = scores.detach().to(device="cpu", dtype=torch.float32).numpy()
+    if not np.isfinite(all_scores).all():
         raise ValueError("`scores` must be finite")
-    # voting averages over every input candidate, including those the hard-NMS score filter below drops
-    all_segments, all_scores = segments, scores
-    if not use_soft_nms:
-        # hard NMS never changes scores, so the score filter can run first
-        keep = scores > min_score
-        segments, scores, class_ids = segments[keep], scores[keep], class_ids[keep]
-    if scores.numel() == 0:
-        return segments.new_zeros((0, 2)), scores.new_zeros((0,)), class_ids.new_zeros((0,))
+    # hard NMS never changes scores, so its score filter can run first; voting still averages over every candidate
+    score_filter = np.ones(num_candidates, dtype=bool) if use_soft_nms else all_scores > np.float32(min_score)
+    candidates = np.flatnonzero(score_filter)
+    if candidates.size == 0:
+        empty_segments = torch.zeros((0, 2), dtype=torch.float32, device=device)
+        return empty_segments, torch.zeros((0,), dtype=torch.float32, device=device), class_ids.new_zeros((0,))
 
     if multiclass:
-        # sorted unique classes: groups are processed (and tie-ordered) in ascending class id, as the reference
-        unique_classes, group_ids = torch.unique(class_ids, return_inverse=True)
-        num_groups = unique_classes.numel()
+        # sorted unique classes: groups are processed (and concatenated) in ascending class id, as the reference
+        unique_classes, group_ids = np.unique(class_ids.detach().cpu().numpy()[candidates], return_inverse=True)
+        num_groups = unique_classes.size
     else:
-        group_ids = torch.zeros_like(class_ids, dtype=torch.long)
-        num_groups = 1
-    kept_indices, kept_scores = _greedy_selection(
-        segments,
-        scores,
+        group_ids, num_groups = np.zeros(candidates.size, dtype=np.int64), 1
+    candidate_segments = all_segments[candidates]
+    selection_inputs = (
+        np.ascontiguousarray(candidate_segments[:, 0]),
+        np.ascontiguousarray(candidate_segments[:, 1]),
+        all_scores[candidates],
         group_ids,
         num_groups,
-        max_selections=max_segments,
-        use_soft_nms=use_soft_nms,
-        sigma=sigma,
-        min_score=min_score,
-        iou_threshold=iou_threshold,
     )
+    selection_options = {
+        "max_selections": max_segments,
+        "use_soft_nms": use_soft_nms,
+        "sigma": sigma,
+        "min_score": min_score,
+        "iou_threshold": iou_threshold,
+    }
+    # the fast paths give up on a group with two equal highest scores: only the working order decides between them
+    padded_size = num_groups * int(np.bincount(group_ids).max())
+    if num_groups >= _LOCKSTEP_MIN_GROUPS and candidates.size >= _LOCKSTEP_MIN_FILL * padded_size:
+        selection = _lockstep_selection(*selection_inputs, **selection_options)
+    else:
+        selection = _best_first_selection(*selection_inputs, **selection_options, track_working_order=False)
+    if selection is None:
+        selection = _best_first_selection(*selection_inputs, **selection_options, track_working_order=True)
+    selected, selected_scores = selection
 
-    # a stable sort keeps (class, selection) order among equal scores, which also makes the early stop exact
-    order = torch.sort(kept_scores, descending=True, stable=True).indices[:max_segments]
-    kept_indices, kept_scores = kept_indices[order], kept_scores[order]
-    kept_segments = segments[kept_indices]
+    # the reference's final sort (not stable) on the same list reproduces its order of tied scores
+    order = torch.sort(torch.from_numpy(selected_scores), descending=True).indices[:max_segments].numpy()
+    kept_candidates, kept_scores = candidates[selected[order]], selected_scores[order]
+    kept_segments = all_segments[kept_candidates]
     if not multiclass and voting_threshold > 0:
         kept_segments = _vote_segments(kept_segments, all_segments, all_scores, voting_threshold, voting_weight)
-    return kept_segments, kept_scores, class_ids[kept_indices]
+    kept_class_ids = class_ids[torch.from_numpy(kept_candidates).to(class_ids.device)]
+    return torch.from_numpy(kept_segments).to(device), torch.from_numpy(kept_scores).to(device), kept_class_ids
