@@ -1,14 +1,18 @@
-"""Streaming frame sampling with PyAV on real files written in the test: exact unit times, every bad input."""
+"""Streaming frame sampling with PyAV on real files written in the test: exact unit times, every bad input, the
+background decoder thread (same frames, clean stops)."""
 
 import io
 import math
+import re
+import threading
+from contextlib import closing
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
 
-from zeetad_hf.video_utils import VideoFrameSampler, probe_video, units_for_duration
+from zeetad_hf.video_utils import VideoFrameSampler, probe_video, resize_rgb_frames, units_for_duration
 
 
 CODE_BITS = 10
@@ -232,3 +236,138 @@ def test_unseekable_file_object_is_refused(tmp_path):
         VideoFrameSampler(Unseekable(), 1.0)
     with pytest.raises(ValueError, match="chunk_size"):
         next(VideoFrameSampler(path, 1.0).iter_chunks(0))
+
+
+def decoder_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("zeetad-decoder")]
+
+
+def all_chunks(sampler: VideoFrameSampler, chunk_size: int, frame_size=None, num_prefetched_chunks: int = 0):
+    """Every chunk as `(frames copy, unit indices)`: prefetched chunks live in reused buffers."""
+    return [
+        (frames.copy(), units) for frames, units in sampler.iter_chunks(chunk_size, frame_size, num_prefetched_chunks)
+    ]
+
+
+@pytest.mark.parametrize("num_prefetched_chunks", [1, 3])
+@pytest.mark.parametrize("frame_size", [None, (30, 50)], ids=["source-size", "resized"])
+@pytest.mark.parametrize("video_kind", ["29.97fps", "vfr", "raw-frames"])
+def test_prefetched_chunks_are_the_serial_chunks(tmp_path, video_kind, frame_size, num_prefetched_chunks):
+    if video_kind == "29.97fps":
+        video, sampling_fps = write_video(tmp_path / "video.mp4", Fraction(30000, 1001), 130), 2.5
+    elif video_kind == "vfr":
+        times = [Fraction(ms, 1000) for ms in (0, 40, 80, 300, 340, 1000, 1100, 1900, 2500, 2533)]
+        video, sampling_fps = write_video(tmp_path / "vfr.mp4", 30, len(times), times=times), 2.0
+    else:
+        video, sampling_fps = {"frames": np.stack([coded_frame(index) for index in range(4)]), "fps": 2}, 5.0
+    serial_sampler, prefetched_sampler = VideoFrameSampler(video, sampling_fps), VideoFrameSampler(video, sampling_fps)
+    serial = all_chunks(serial_sampler, 3, frame_size)
+    prefetched = all_chunks(prefetched_sampler, 3, frame_size, num_prefetched_chunks)
+    assert len(prefetched) == len(serial) > 1
+    for (serial_frames, serial_units), (frames, units) in zip(serial, prefetched):
+        assert frames.shape == serial_frames.shape and frames.dtype == np.uint8
+        np.testing.assert_array_equal(frames, serial_frames)
+        np.testing.assert_array_equal(units, serial_units)
+    if frame_size is not None:
+        assert prefetched[0][0].shape[1:3] == frame_size
+    else:
+        # the frames themselves (not only equal to the serial ones): every unit shows the right frame
+        codes = [read_code(frame) for frames, _ in prefetched for frame in frames]
+        assert codes == sampled_codes(VideoFrameSampler(video, sampling_fps), 3)[1]
+    assert prefetched_sampler.duration == serial_sampler.duration
+    assert not decoder_threads()
+
+
+def test_prefetched_chunks_reuse_a_fixed_set_of_buffers(tmp_path):
+    path = write_video(tmp_path / "video.mp4", 25, 250)
+    chunks = list(VideoFrameSampler(path, 5.0).iter_chunks(4, num_prefetched_chunks=2))
+    assert len(chunks) == 13
+    # three buffers (one with the caller, two ahead) cycle: chunk k and chunk k + 3 share memory
+    assert all(np.shares_memory(chunks[index][0], chunks[index + 3][0]) for index in range(len(chunks) - 3))
+    assert not np.shares_memory(chunks[0][0], chunks[1][0]) and not np.shares_memory(chunks[0][0], chunks[2][0])
+
+
+def iterate_until_the_error(sampler: VideoFrameSampler, num_prefetched_chunks: int) -> tuple[list[int], ValueError]:
+    """The unit indices yielded before `iter_chunks` raised, and the `ValueError` it raised."""
+    units = []
+    with pytest.raises(ValueError) as raised:
+        for _, chunk_units in sampler.iter_chunks(2, num_prefetched_chunks=num_prefetched_chunks):
+            units += chunk_units.tolist()
+    return units, raised.value
+
+
+def test_decoding_errors_reach_the_caller_unchanged_and_stop_the_thread(tmp_path):
+    threads_before = threading.enumerate()
+    # decoding fails on the first frames: a file cut in half with its index up front
+    path = make_bad_videos(tmp_path)["truncated_faststart"]
+    _, serial_error = iterate_until_the_error(VideoFrameSampler(path, 10.0), 0)
+    _, error = iterate_until_the_error(VideoFrameSampler(path, 10.0), 2)
+    assert type(error) is type(serial_error) and str(error) == str(serial_error)
+    assert re.search(BAD_VIDEO_ERRORS["truncated_faststart"][1], str(error)) and path.name in str(error)
+    assert type(error.__cause__) is type(serial_error.__cause__) is av.error.InvalidDataError
+    assert threading.enumerate() == threads_before
+
+    # the file ends at 4.76 of its declared 6 s: the decodable chunks come first, then the error, as when serial
+    data = write_video(tmp_path / "video.mp4", 25, 150, faststart=True).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.9)])
+    serial_units, serial_error = iterate_until_the_error(VideoFrameSampler(cut, 2.0), 0)
+    units, error = iterate_until_the_error(VideoFrameSampler(cut, 2.0), 2)
+    assert units == serial_units == list(range(8))
+    assert type(error) is type(serial_error) and str(error) == str(serial_error) and "is truncated" in str(error)
+    assert threading.enumerate() == threads_before
+
+
+def test_stopping_early_stops_the_decoder_thread(tmp_path):
+    path = write_video(tmp_path / "video.mp4", 25, 250)
+    threads_before = threading.enumerate()
+
+    # the consumer breaks out of the loop: the dropped iterator joins the thread
+    for frames, _ in VideoFrameSampler(path, 5.0).iter_chunks(2, num_prefetched_chunks=2):
+        break
+    assert threading.enumerate() == threads_before
+
+    # the consumer raises inside the loop (e.g. a progress callback): closing() joins the thread before the caller
+    # sees the error, with the error unchanged
+    with pytest.raises(RuntimeError, match="progress bar closed"):
+        chunks = VideoFrameSampler(path, 5.0).iter_chunks(2, num_prefetched_chunks=2)
+        with closing(chunks):
+            for frames, _ in chunks:
+                assert len(decoder_threads()) == 1
+                raise RuntimeError("progress bar closed")
+    assert threading.enumerate() == threads_before
+
+    # close() in the middle, while the decoder waits for a free buffer or decodes
+    chunks = VideoFrameSampler(path, 25.0).iter_chunks(1, num_prefetched_chunks=1)
+    next(chunks)
+    next(chunks)
+    chunks.close()
+    assert threading.enumerate() == threads_before
+    # an iterator that was never started has no thread
+    VideoFrameSampler(path, 5.0).iter_chunks(2, num_prefetched_chunks=2).close()
+    assert threading.enumerate() == threads_before
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"frame_size": (32,)}, "`frame_size`"),
+        ({"frame_size": (32, 0)}, "`frame_size`"),
+        ({"num_prefetched_chunks": -1}, "`num_prefetched_chunks`"),
+        ({"num_prefetched_chunks": 1.5}, "`num_prefetched_chunks`"),
+    ],
+)
+def test_bad_iteration_options_raise(kwargs, message):
+    sampler = VideoFrameSampler({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": 4}, 1.0)
+    with pytest.raises(ValueError, match=message):
+        sampler.iter_chunks(2, **kwargs)
+
+
+def test_resize_rgb_frames_matches_pyav_reformat():
+    frames = np.stack([coded_frame(index) for index in range(3)])
+    resized = resize_rgb_frames(frames, 24, 40)
+    assert resized.shape == (3, 24, 40, 3) and resized.dtype == np.uint8
+    expected = av.VideoFrame.from_ndarray(frames[1], format="rgb24").reformat(40, 24, interpolation="BICUBIC")
+    np.testing.assert_array_equal(resized[1], expected.to_ndarray())
+    # the bars still read the same after halving the size
+    assert [read_code(np.repeat(np.repeat(frame, 2, 0), 2, 1)) for frame in resized] == [0, 1, 2]

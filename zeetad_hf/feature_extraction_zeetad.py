@@ -4,8 +4,9 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from transformers import FeatureExtractionMixin
+
+from .video_utils import resize_rgb_frames
 
 
 # OpenAI CLIP's normalisation statistics (the values of `transformers.image_utils.OPENAI_CLIP_MEAN/STD`).
@@ -18,11 +19,15 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
     Video-side preprocessing for [`ZeetadForTemporalActionDetection`].
 
     - Raw video: frames are sampled at `sampling_fps` temporal units per second (see
-      [`~zeetad_hf.video_utils.VideoFrameSampler`]) and preprocessed exactly like CLIP's image processor: bicubic
-      resize of the shortest edge to `size["shortest_edge"]` (antialiased, on uint8), center crop to `crop_size`,
-      rescale by `rescale_factor`, normalise with `image_mean` / `image_std` — in one batched torch call per chunk.
-      The result differs from transformers' per-image `CLIPImageProcessorPil` by at most one uint8 level (1/255
-      before normalisation) on a small fraction of pixels, and is about twice as fast.
+      [`~zeetad_hf.video_utils.VideoFrameSampler`]) and preprocessed like CLIP's image processor: bicubic resize of
+      the shortest edge to `size["shortest_edge"]` (antialiased, on uint8), center crop to `crop_size`, rescale by
+      `rescale_factor`, normalise with `image_mean` / `image_std`. The resize is FFmpeg's scaler
+      ([`~zeetad_hf.video_utils.resize_rgb_frames`]), which the video decoder can apply while decoding (the raw-video
+      pipeline does, so only small frames leave the decoder and this class then only crops and normalises); the
+      result is the same either way. It differs from transformers' per-image `CLIPImageProcessorPil` (PIL bicubic)
+      by at most 3 (320x240 source) to 6 (1280x720) uint8 levels (1/255 each, before normalisation), 0.3-0.6 levels
+      on average, on decoded video frames: a twentieth of the error H.264 itself leaves in them (see
+      tests/test_feature_extraction_zeetad.py).
     - Pre-computed features: [`~ZeetadFeatureExtractor.pad_features`] right-pads `(num_units, dim)` features into a
       batch with a `feature_attention_mask`.
     - Long videos: [`~ZeetadFeatureExtractor.temporal_windows`] splits a video into overlapping windows of at most
@@ -108,17 +113,25 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
         new_long = int(shortest_edge * long / short)
         return (shortest_edge, new_long) if height <= width else (new_long, shortest_edge)
 
-    def preprocess_frames(self, frames: np.ndarray | torch.Tensor) -> torch.FloatTensor:
+    def preprocess_frames(
+        self, frames: np.ndarray | torch.Tensor, out: torch.FloatTensor | None = None
+    ) -> torch.FloatTensor:
         r"""
-        Resize, center-crop, rescale and normalise a chunk of RGB frames as CLIP does, in one batched call.
+        Resize, center-crop, rescale and normalise a chunk of RGB frames as CLIP does.
+
+        Frames already at [`~ZeetadFeatureExtractor.resized_size`] (e.g. resized by the video decoder) are only
+        cropped and normalised.
 
         Args:
             frames (`np.ndarray` or `torch.Tensor` of shape `(num_frames, height, width, 3)`, uint8):
                 RGB frames of one video.
+            out (`torch.FloatTensor` of shape `(num_frames, 3, crop_height, crop_width)`, *optional*):
+                Contiguous float32 CPU tensor to write the result into (e.g. a buffer reused for every chunk of a
+                video); a new tensor by default.
 
         Returns:
             `torch.FloatTensor` of shape `(num_frames, 3, crop_height, crop_width)`: the `pixel_values` of the CLIP
-            vision tower.
+            vision tower (`out` when given).
         """
         pixels = torch.as_tensor(frames)
         if pixels.ndim != 4 or pixels.shape[-1] != 3 or pixels.dtype != torch.uint8:
@@ -126,19 +139,25 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
                 f"`frames` must be a (num_frames, height, width, 3) uint8 array, got shape {tuple(pixels.shape)} "
                 f"and dtype {pixels.dtype}."
             )
-        # num_frames, 3, height, width as a channels-last view: the uint8 antialiased kernel is fastest on it
-        pixels = pixels.permute(0, 3, 1, 2)
-        height, width = pixels.shape[-2:]
+        num_frames, height, width = pixels.shape[:3]
         new_height, new_width = self.resized_size(height, width)
         if (new_height, new_width) != (height, width):
-            # uint8 in, uint8 out (rounded), like PIL's bicubic resize in CLIP's reference preprocessing
-            pixels = F.interpolate(pixels, size=(new_height, new_width), mode="bicubic", antialias=True)
+            pixels = torch.from_numpy(resize_rgb_frames(pixels.cpu().numpy(), new_height, new_width))
         crop_height, crop_width = self.crop_size["height"], self.crop_size["width"]
+        output_shape = (num_frames, 3, crop_height, crop_width)
+        if out is None:
+            out = torch.empty(output_shape, dtype=torch.float32)
+        elif tuple(out.shape) != output_shape or out.dtype != torch.float32 or not out.is_contiguous():
+            raise ValueError(
+                f"`out` must be a contiguous float32 tensor of shape {output_shape}, got shape {tuple(out.shape)} "
+                f"and dtype {out.dtype}."
+            )
         top, left = (new_height - crop_height) // 2, (new_width - crop_width) // 2
-        pixels = pixels[..., top : top + crop_height, left : left + crop_width]
+        # num_frames, 3, crop_height, crop_width: a channels-first view of the channels-last frames
+        out.copy_(pixels[:, top : top + crop_height, left : left + crop_width].permute(0, 3, 1, 2))
         mean = torch.tensor(self.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(self.image_std, dtype=torch.float32).view(1, 3, 1, 1)
-        return ((pixels.float() * self.rescale_factor - mean) / std).contiguous()
+        return out.mul_(self.rescale_factor).sub_(mean).div_(std)
 
     def pad_features(self, features: list[np.ndarray | torch.Tensor]) -> tuple[torch.FloatTensor, torch.LongTensor]:
         r"""

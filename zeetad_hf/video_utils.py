@@ -6,12 +6,19 @@ nearest to the unit centre `(i + 0.5) / r` (ties go to the earlier frame). A vid
 `ceil(d * r)` units. Times come from the stream's own time base and presentation time stamps (pts), never from
 frame counts times a nominal frame rate, so they are right for any source frame rate and for variable frame rate
 files; time 0 is the stream's start time.
+
+Frames can be resized while they are decoded (`frame_size` of [`~VideoFrameSampler.iter_chunks`]) with FFmpeg's own
+scaler, [`resize_rgb_frames`], the one resize of the package: the feature extractor uses it as well, so a video gives
+the same pixels whether it is resized by the decoder or afterwards.
 """
 
 import math
 import numbers
 import os
+import queue
+import threading
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, BinaryIO
@@ -25,6 +32,11 @@ VideoInput = str | os.PathLike | BinaryIO | dict
 # A file that decodes to less than its declared duration by more than this (and more than one sampling step) is
 # reported as truncated. Declared and decoded ends of healthy files differ by at most a frame or two.
 TRUNCATION_TOLERANCE_SECONDS = 0.5
+
+# swscale's bicubic filter, widened when shrinking, so antialiased like the PIL bicubic of CLIP's reference
+# preprocessing. On decoded video it stays within 3 (320x240 source) to 6 (1280x720) uint8 levels of antialiased
+# bicubic in torch/PIL, 0.3-0.6 levels on average (tests/test_feature_extraction_zeetad.py).
+RESIZE_INTERPOLATION = "BICUBIC"
 
 
 @dataclass(frozen=True)
@@ -189,6 +201,42 @@ def probe_video(video: VideoInput) -> VideoInfo:
             video.seek(position)
 
 
+def _resize_rgb_frame(frame: np.ndarray, height: int, width: int, reformatter) -> np.ndarray:
+    """One `(H, W, 3)` uint8 RGB frame resized by swscale to `(height, width, 3)` (a view into PyAV's frame buffer)."""
+    import av
+
+    source = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    resized = reformatter.reformat(source, width=width, height=height, interpolation=RESIZE_INTERPOLATION)
+    return resized.to_ndarray()
+
+
+def resize_rgb_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    r"""
+    Resize RGB frames with FFmpeg's scaler (swscale, bicubic, antialiased when shrinking).
+
+    This is the resize of every decoded frame that [`VideoFrameSampler`] resizes and of
+    [`~ZeetadFeatureExtractor.preprocess_frames`], so both give identical pixels.
+
+    Args:
+        frames (`np.ndarray` of shape `(num_frames, H, W, 3)`, uint8):
+            RGB frames.
+        height (`int`):
+            Output height in pixels.
+        width (`int`):
+            Output width in pixels.
+
+    Returns:
+        `np.ndarray` of shape `(num_frames, height, width, 3)`, uint8.
+    """
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()
+    resized = np.empty((len(frames), height, width, 3), dtype=np.uint8)
+    for index, frame in enumerate(frames):
+        resized[index] = _resize_rgb_frame(frame, height, width, reformatter)
+    return resized
+
+
 class _TimedFrame:
     """A decoded frame, its presentation interval in seconds, and its RGB array converted at most once."""
 
@@ -200,12 +248,24 @@ class _TimedFrame:
         self.time = time
         self.duration = duration
 
-    def to_rgb(self) -> np.ndarray:
+    def to_rgb(self, frame_size: tuple[int, int] | None, reformatter) -> np.ndarray:
+        """The frame as `(height, width, 3)` uint8 RGB, resized to `frame_size` when given and different."""
         if self._array is None:
             source = self._source
-            self._array = source if isinstance(source, np.ndarray) else source.to_ndarray(format="rgb24")
+            array = source if isinstance(source, np.ndarray) else source.to_ndarray(format="rgb24")
+            if frame_size is not None and array.shape[:2] != frame_size:
+                array = _resize_rgb_frame(array, *frame_size, reformatter)
+            self._array = array
             self._source = None
         return self._array
+
+
+class _DecodingStopped(Exception):
+    """Raised inside the decoder thread when the consumer has stopped iterating."""
+
+
+# what the decoder thread puts in the queue after the last chunk
+_END_OF_VIDEO = object()
 
 
 class VideoFrameSampler:
@@ -214,8 +274,9 @@ class VideoFrameSampler:
 
     Construction probes the input, so missing files, non-videos, audio-only files and malformed raw frames fail
     here, before any decoding. Iterating with [`~VideoFrameSampler.iter_chunks`] decodes the video once, front to
-    back (PyAV with frame and slice threading), converts only the selected frames to RGB and yields them in chunks;
-    at most one chunk of frames is alive at a time. After a complete iteration [`~VideoFrameSampler.duration`] and
+    back, converts only the selected frames to RGB (optionally resizing them in FFmpeg's scaler) and yields them in
+    chunks, either decoding in the calling thread (at most one chunk of frames alive at a time) or in a background
+    thread a few chunks ahead, into reused buffers. After a complete iteration [`~VideoFrameSampler.duration`] and
     [`~VideoFrameSampler.num_units`] hold the decoded values.
 
     See the module docstring for the time model (unit `i` covers `[i / r, (i + 1) / r)`, represented by the frame
@@ -291,8 +352,11 @@ class VideoFrameSampler:
         container = _open_container(self.video, self.name)
         try:
             stream = container.streams.video[0]
-            # Frame + slice threading decodes the same frames 1.3x faster on an idle 2-core machine (textured 224x224
-            # H.264); while the vision tower runs, decoding is paused, so the threads do not compete with it.
+            # Frame + slice threading: 720p H.264 (one slice per frame) decodes 1.25x faster in wall time for 1.13x
+            # the CPU time of one thread (1.3x faster on a textured 224x224 clip). In the background decoder of
+            # `iter_chunks` that extra CPU competes with a CPU vision tower that already uses every core (overlapped
+            # runs with and without decoder threads were within measurement noise on 2 cores), while it speeds up
+            # decoding wherever decoding is the bottleneck: with idle cores or a vision tower on an accelerator.
             stream.thread_type = "AUTO"
             time_base = stream.time_base
             rate = stream.average_rate or stream.guessed_rate
@@ -323,13 +387,31 @@ class VideoFrameSampler:
         finally:
             container.close()
 
-    def iter_chunks(self, chunk_size: int = 32) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iter_chunks(
+        self, chunk_size: int = 32, frame_size: tuple[int, int] | None = None, num_prefetched_chunks: int = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         r"""
         Decode the video once and yield the frames of consecutive units.
+
+        With `num_prefetched_chunks > 0` decoding, RGB conversion and resizing run in a background thread that stays
+        up to that many chunks ahead of the caller (so they overlap with whatever the caller does with a chunk, such
+        as running a vision tower), and the chunks are written into `num_prefetched_chunks + 1` buffers allocated
+        once and reused: a yielded array is valid until the next chunk is requested (copy what must outlive that).
+        Frames, their order and every error are exactly those of the serial iteration; an error raised while
+        decoding reaches the caller as the same exception. Stopping early (`break`, an exception in the loop, or
+        `close()` on the iterator) stops and joins the thread; wrap the iterator in `contextlib.closing` when the
+        loop can raise, so that this happens at once rather than when the iterator is garbage-collected.
 
         Args:
             chunk_size (`int`, *optional*, defaults to 32):
                 Maximum number of frames per chunk (the last one may be shorter).
+            frame_size (`tuple[int, int]`, *optional*):
+                `(height, width)` to which every frame is resized by FFmpeg's scaler while decoding (see
+                [`resize_rgb_frames`]), e.g. `feature_extractor.resized_size(info.height, info.width)`; by default
+                frames keep the source size.
+            num_prefetched_chunks (`int`, *optional*, defaults to 0):
+                How many chunks the background decoder may prepare ahead; 0 decodes in the calling thread and yields
+                a fresh array per chunk.
 
         Yields:
             `tuple[np.ndarray, np.ndarray]`: `frames` of shape `(n, height, width, 3)` (uint8 RGB) and their unit
@@ -337,25 +419,48 @@ class VideoFrameSampler:
         """
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"`chunk_size` must be a positive integer, got {chunk_size!r}.")
+        if frame_size is not None:
+            if len(frame_size) != 2 or not all(isinstance(side, int) and side >= 1 for side in frame_size):
+                raise ValueError(f"`frame_size` must be (height, width) in positive pixels, got {frame_size!r}.")
+            frame_size = tuple(frame_size)
+        if (
+            isinstance(num_prefetched_chunks, bool)
+            or not isinstance(num_prefetched_chunks, int)
+            or num_prefetched_chunks < 0
+        ):
+            raise ValueError(f"`num_prefetched_chunks` must be a non-negative integer, got {num_prefetched_chunks!r}.")
+        if num_prefetched_chunks == 0:
+            return self._iter_serial_chunks(chunk_size, frame_size)
+        return self._iter_prefetched_chunks(chunk_size, frame_size, num_prefetched_chunks)
+
+    def _iter_unit_frames(
+        self, frame_size: tuple[int, int] | None, stop: threading.Event | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """`(unit index, (height, width, 3) uint8 RGB frame)` for every unit in order; checks the decoded end."""
+        from av.video.reformatter import VideoReformatter
+
+        # one scaler for the whole video: swscale re-initialises only when the frame geometry changes
+        reformatter = VideoReformatter()
         rate = Fraction(self.sampling_fps)
-        frames, indices = [], []
         next_unit = 0
         previous = None
         last = None
-        for current in self._timed_frames():
-            # units whose centre lies at or before this frame are settled: the nearest frame is this or the previous
-            while (2 * next_unit + 1) / (2 * rate) <= current.time:
-                centre = (2 * next_unit + 1) / (2 * rate)
-                nearest = (
-                    previous if previous is not None and centre - previous.time <= current.time - centre else current
-                )
-                frames.append(nearest.to_rgb())
-                indices.append(next_unit)
-                next_unit += 1
-                if len(frames) == chunk_size:
-                    yield np.stack(frames), np.asarray(indices, dtype=np.int64)
-                    frames, indices = [], []
-            previous = last = current
+        with closing(self._timed_frames()) as timed_frames:
+            for current in timed_frames:
+                if stop is not None and stop.is_set():
+                    raise _DecodingStopped
+                # units whose centre lies at or before this frame are settled: the nearest frame is this or the
+                # previous one
+                while (2 * next_unit + 1) / (2 * rate) <= current.time:
+                    centre = (2 * next_unit + 1) / (2 * rate)
+                    nearest = (
+                        previous
+                        if previous is not None and centre - previous.time <= current.time - centre
+                        else current
+                    )
+                    yield next_unit, nearest.to_rgb(frame_size, reformatter)
+                    next_unit += 1
+                previous = last = current
         if last is None:
             raise ValueError(f"{self.name!r} contains no decodable video frame (zero-frame video).")
 
@@ -371,13 +476,89 @@ class VideoFrameSampler:
         self._decoded_duration = decoded_duration
         # units after the last frame's time stamp (but starting before the video ends) show the last frame
         for unit in range(next_unit, units_for_duration(decoded_duration, self.sampling_fps)):
-            frames.append(last.to_rgb())
-            indices.append(unit)
-            if len(frames) == chunk_size:
-                yield np.stack(frames), np.asarray(indices, dtype=np.int64)
-                frames, indices = [], []
+            yield unit, last.to_rgb(frame_size, reformatter)
+
+    def _iter_serial_chunks(
+        self, chunk_size: int, frame_size: tuple[int, int] | None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        frames, indices = [], []
+        with closing(self._iter_unit_frames(frame_size)) as unit_frames:
+            for unit, frame in unit_frames:
+                frames.append(frame)
+                indices.append(unit)
+                if len(frames) == chunk_size:
+                    yield np.stack(frames), np.asarray(indices, dtype=np.int64)
+                    frames, indices = [], []
         if frames:
             yield np.stack(frames), np.asarray(indices, dtype=np.int64)
+
+    def _iter_prefetched_chunks(
+        self, chunk_size: int, frame_size: tuple[int, int] | None, num_prefetched_chunks: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # a frame whose size differs from the probed one (a mid-stream resolution change) is resized to it
+        frame_size = frame_size or (self.info.height, self.info.width)
+        # num_buffers, chunk_size, height, width, 3: one buffer with the caller, the others filled ahead
+        buffers = np.empty((num_prefetched_chunks + 1, chunk_size, *frame_size, 3), dtype=np.uint8)
+        free_buffers, ready_chunks, stop = queue.SimpleQueue(), queue.SimpleQueue(), threading.Event()
+        for buffer_index in range(len(buffers)):
+            free_buffers.put(buffer_index)
+        decoder = threading.Thread(
+            target=self._decode_into_buffers,
+            args=(buffers, frame_size, free_buffers, ready_chunks, stop),
+            name=f"zeetad-decoder-{self.name}",
+            daemon=True,
+        )
+        decoder.start()
+        try:
+            while True:
+                item = ready_chunks.get()
+                if item is _END_OF_VIDEO:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                buffer_index, num_frames, first_unit = item
+                yield (
+                    buffers[buffer_index, :num_frames],
+                    np.arange(first_unit, first_unit + num_frames, dtype=np.int64),
+                )
+                free_buffers.put(buffer_index)
+        finally:
+            stop.set()
+            # wakes the decoder if it waits for a free buffer
+            free_buffers.put(None)
+            decoder.join()
+
+    def _decode_into_buffers(
+        self,
+        buffers: np.ndarray,
+        frame_size: tuple[int, int],
+        free_buffers: queue.SimpleQueue,
+        ready_chunks: queue.SimpleQueue,
+        stop: threading.Event,
+    ) -> None:
+        """Decoder thread: fill free buffers with consecutive units; then the end marker, or the error raised."""
+        chunk_size = buffers.shape[1]
+        try:
+            buffer_index, num_frames, first_unit = None, 0, 0
+            with closing(self._iter_unit_frames(frame_size, stop)) as unit_frames:
+                for unit, frame in unit_frames:
+                    if buffer_index is None:
+                        buffer_index = free_buffers.get()
+                        if stop.is_set():
+                            return
+                        num_frames, first_unit = 0, unit
+                    buffers[buffer_index, num_frames] = frame
+                    num_frames += 1
+                    if num_frames == chunk_size:
+                        ready_chunks.put((buffer_index, num_frames, first_unit))
+                        buffer_index = None
+            if buffer_index is not None:
+                ready_chunks.put((buffer_index, num_frames, first_unit))
+            ready_chunks.put(_END_OF_VIDEO)
+        except _DecodingStopped:
+            return
+        except BaseException as error:
+            ready_chunks.put(error)
 
 
 def units_for_duration(duration: float, sampling_fps: float) -> int:
@@ -386,4 +567,11 @@ def units_for_duration(duration: float, sampling_fps: float) -> int:
     return max(1, math.ceil(duration * sampling_fps - 1e-6))
 
 
-__all__ = ["VideoFrameSampler", "VideoInfo", "describe_video_input", "probe_video", "units_for_duration"]
+__all__ = [
+    "VideoFrameSampler",
+    "VideoInfo",
+    "describe_video_input",
+    "probe_video",
+    "resize_rgb_frames",
+    "units_for_duration",
+]
