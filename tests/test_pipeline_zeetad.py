@@ -390,3 +390,21 @@ def test_remote_code_export_runs_where_zeetad_hf_is_not_installed(checkpoint, de
         assert as_arrays(remote_result)[1] == as_arrays(local_result)[1]
         np.testing.assert_allclose(as_arrays(remote_result)[0], as_arrays(local_result)[0], atol=1e-6)
         np.testing.assert_allclose(as_arrays(remote_result)[2], as_arrays(local_result)[2], atol=1e-5)
+
+
+def test_class_prompts_are_encoded_once_per_class_set(checkpoint):
+    model, processor, _ = checkpoint
+    detector = pipeline(TASK, model=model, processor=processor)
+    text_tower_calls = []
+    hook = detector.model.text_encoder.register_forward_hook(lambda *args: text_tower_calls.append(1))
+    features = [{"clip_features": torch.randn(30, 16), "fps": 2, "feature_stride": 1} for _ in range(3)]
+    try:
+        first = detector(features, candidate_labels=LABELS, threshold=0.0)
+        assert len(text_tower_calls) == 1  # three videos, one class set
+        detector(features[0], candidate_labels=LABELS[::-1], threshold=0.0)
+        assert len(text_tower_calls) == 2  # another class set (order matters: it is another prompt tensor)
+        again = detector(features, candidate_labels=LABELS, threshold=0.0)
+        assert len(text_tower_calls) == 3
+    finally:
+        hook.remove()
+    assert first == again  # the cached embeddings give the same detections as freshly computed ones

@@ -126,6 +126,18 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
             )
         if self._batch_size not in (None, 1):
             raise ValueError(self._batch_size_message(self._batch_size))
+        # (input_ids, attention_mask, text embeddings) of the last class set: a list of videos with the same labels
+        # runs the text tower once (with 200 ActivityNet prompts it is most of a short video's forward time)
+        self._cached_class_embeddings = None
+
+    def _class_embeddings(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Text embeddings of the class prompts, recomputed only when the prompts differ from the previous call's."""
+        cached = self._cached_class_embeddings
+        if cached is not None and torch.equal(cached[0], input_ids) and torch.equal(cached[1], attention_mask):
+            return cached[2]
+        text_embeds = self.model.get_text_features(input_ids, attention_mask)
+        self._cached_class_embeddings = (input_ids, attention_mask, text_embeds)
+        return text_embeds
 
     @staticmethod
     def _batch_size_message(batch_size) -> str:
@@ -306,7 +318,7 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         window_overlap: float | None = None,
         progress_callback: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
-        text_embeds = self.model.get_text_features(model_inputs["input_ids"], model_inputs["attention_mask"])
+        text_embeds = self._class_embeddings(model_inputs["input_ids"], model_inputs["attention_mask"])
         if "sampler" in model_inputs:
             sampler = model_inputs["sampler"]
             vision_dtype = self.model.vision_encoder.dtype
