@@ -3,11 +3,15 @@
 Ground truth: the real ActivityNet-1.3 validation annotations when the development workspace's `../shared/data` is
 present (4,728 videos, 7,293 instances, 200 classes), otherwise a synthetic ground truth of the same size. Predictions:
 100 per video, half of them jittered copies of the video's ground truth (so that matching does real work), half random
-segments with random labels. Run with `python benchmarks/benchmark_evaluation.py`.
+segments with random labels. Timed twice: on parsed dicts, and from the JSON files (reading included), as
+`examples/evaluate.py` runs it. Run with `python benchmarks/benchmark_evaluation.py`.
 """
 
 import argparse
+import json
+import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,22 +91,30 @@ def main() -> None:
     predictions = random_predictions(ground_truth, rng, args.predictions_per_video)
     tiou_thresholds = np.linspace(0.5, 0.95, 10)
 
-    timings = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        result = temporal_action_map(ground_truth, predictions, tiou_thresholds, subset="validation")
-        timings.append(time.perf_counter() - start)
+    with tempfile.TemporaryDirectory() as directory:
+        # the same inputs as JSON files, as `examples/evaluate.py` reads them
+        files = (os.path.join(directory, "ground_truth.json"), os.path.join(directory, "predictions.json"))
+        for path, data in zip(files, (ground_truth, predictions)):
+            with open(path, "w", encoding="utf-8") as handle:
+                json.dump(data, handle)
+        rows = {}
+        for source, inputs in (("parsed dicts", (ground_truth, predictions)), ("JSON files", files)):
+            timings = []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                result = temporal_action_map(*inputs, tiou_thresholds, subset="validation")
+                timings.append(time.perf_counter() - start)
+            rows[source] = (statistics.median(timings), result["average_mAP"])
 
     source = "real ActivityNet-1.3 validation GT" if use_real else "synthetic GT of ActivityNet-validation size"
     num_ground_truth = sum(len(video["annotations"]) for video in ground_truth["database"].values())
     num_predictions = sum(len(detections) for detections in predictions["results"].values())
     print(f"ground truth: {source}; tIoU thresholds 0.5:0.05:0.95; median of {args.repeats} runs")
-    print(f"| {'videos':>7} | {'GT':>6} | {'predictions':>11} | {'seconds':>7} | {'average mAP':>11} |")
-    print(f"|{'-' * 9}|{'-' * 8}|{'-' * 13}|{'-' * 9}|{'-' * 13}|")
-    print(
-        f"| {len(ground_truth['database']):>7,} | {num_ground_truth:>6,} | {num_predictions:>11,} | "
-        f"{statistics.median(timings):>7.2f} | {result['average_mAP']:>11.4f} |"
-    )
+    print(f"{len(ground_truth['database']):,} videos, {num_ground_truth:,} GT, {num_predictions:,} predictions\n")
+    print("| inputs | seconds | average mAP |")
+    print("|---|---|---|")
+    for name, (seconds, average_map) in rows.items():
+        print(f"| {name} | {seconds:.2f} | {average_map:.4f} |")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from zeetad_hf.training import (
     ZeetadDataCollator,
     ZeetadTrainingArguments,
     find_latest_checkpoint,
+    sample_training_prompts,
     train,
 )
 from zeetad_hf.zero_shot_splits import load_zero_shot_split
@@ -304,6 +305,49 @@ def test_open_vocabulary_evaluation_needs_the_seen_annotations(tmp_path, tokeniz
     with pytest.raises(ValueError, match="`open_vocabulary_evaluation` needs .* pass it unfiltered"):
         train(model, processor, train_dataset, unseen_only, SEEN, UNSEEN, args)
     assert not (tmp_path / "run").exists()
+
+
+def test_sample_training_prompts_keeps_positives_and_reindexes():
+    prompt_inputs = {"input_ids": torch.arange(6)[:, None].repeat(1, 3), "attention_mask": torch.ones(6, 3)}
+    labels = [
+        {"class_labels": torch.tensor([4, 1]), "segments": torch.rand(2, 2)},
+        {"class_labels": torch.tensor([4]), "segments": torch.rand(1, 2)},
+    ]
+    sampled = sample_training_prompts(labels, prompt_inputs, 4, np.random.default_rng(0))
+    kept = sampled["input_ids"][:, 0].tolist()  # row i of the full list holds the value i
+    assert len(kept) == 4 and {1, 4} <= set(kept) and kept == sorted(kept)
+    for original, remapped in zip(labels, sampled["labels"]):
+        assert [kept[index] for index in remapped["class_labels"].tolist()] == original["class_labels"].tolist()
+        assert remapped["segments"] is original["segments"]
+    again = sample_training_prompts(labels, prompt_inputs, 4, np.random.default_rng(0))
+    assert torch.equal(again["input_ids"], sampled["input_ids"])
+    # positives are never dropped, even beyond the budget
+    assert sample_training_prompts(labels, prompt_inputs, 1, np.random.default_rng(0))["input_ids"][:, 0].tolist() == [
+        1,
+        4,
+    ]
+
+
+def test_training_with_prompt_sampling(tmp_path, tokenizer, fresh_accelerator_state):
+    train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data", num_train=4, num_eval=2)
+    model, processor = tiny_model_and_processor(tokenizer)
+    prompt_counts = []
+    hook = model.text_encoder.register_forward_hook(
+        lambda module, args, kwargs, output: prompt_counts.append((module.training, kwargs["input_ids"].shape[0])),
+        with_kwargs=True,
+    )
+    args = ZeetadTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=1,  # each training video holds two of the three seen classes
+        num_train_epochs=1,
+        prompts_per_step=2,
+        use_cpu=True,
+    )
+    results = train(model, processor, train_dataset, eval_dataset, SEEN, UNSEEN, args)
+    hook.remove()
+    assert np.isfinite(results["train_loss"])
+    assert [count for training, count in prompt_counts if training] == [2] * 4
+    assert {count for training, count in prompt_counts if not training} == {len(UNSEEN)}
 
 
 def test_optimizer_selects_parameters_by_role(tokenizer):

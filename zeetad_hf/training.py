@@ -149,6 +149,14 @@ class ZeetadTrainingArguments:
             "default: the value tuned for the model's classification head (0 sigmoid, 0.5 softmax)."
         },
     )
+    prompts_per_step: int | None = field(
+        default=None,
+        metadata={
+            "help": "Class prompts per training step: the classes annotated in the batch plus negatives drawn at random "
+            "from the other seen classes, up to this number (every seen class when None or larger). The text encoder "
+            "runs on every prompt at every step, so with many seen classes (ActivityNet: 100-150) it dominates a step."
+        },
+    )
     open_vocabulary_evaluation: bool = field(
         default=False,
         metadata={
@@ -201,7 +209,7 @@ class ZeetadTrainingArguments:
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
-        for name in ("max_units", "eval_max_units", "max_train_steps", "checkpoints_total_limit"):
+        for name in ("max_units", "eval_max_units", "max_train_steps", "checkpoints_total_limit", "prompts_per_step"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"`{name}` must be None or at least 1, got {value}.")
@@ -699,8 +707,63 @@ def _dataloader(dataset, collator, batch_size: int, shuffle: bool, args: ZeetadT
     )
 
 
-def _model_inputs(batch: Mapping[str, Any], prompt_inputs: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    return {**{key: batch[key] for key in MODEL_INPUT_NAMES if key in batch}, **prompt_inputs}
+def _model_inputs(
+    batch: Mapping[str, Any], prompt_inputs: Mapping[str, torch.Tensor], args: ZeetadTrainingArguments, epoch: int
+) -> dict[str, Any]:
+    inputs = {**{key: batch[key] for key in MODEL_INPUT_NAMES if key in batch}, **prompt_inputs}
+    if args.prompts_per_step is None:
+        return inputs
+    # seeded by the batch's videos (as the crops), so a resumed run draws the same prompts
+    video_key = zlib.crc32("\n".join(batch["video_ids"]).encode("utf-8"))
+    generator = np.random.default_rng([args.seed, epoch, video_key])
+    return {**inputs, **sample_training_prompts(inputs["labels"], prompt_inputs, args.prompts_per_step, generator)}
+
+
+def sample_training_prompts(
+    labels: Sequence[Mapping[str, torch.Tensor]],
+    prompt_inputs: Mapping[str, torch.Tensor],
+    num_prompts: int,
+    generator: np.random.Generator,
+) -> dict[str, Any]:
+    r"""
+    A subset of the class prompts for one training step: every class annotated in the batch (positives are never
+    dropped, even when they alone exceed `num_prompts`) plus negatives drawn without replacement from the other
+    classes until there are `num_prompts`, in the original class order; the labels are re-indexed into the subset.
+
+    Args:
+        labels (`Sequence[Mapping[str, torch.Tensor]]`):
+            Per video, `"class_labels"` (indices into the full prompt list) and `"segments"`.
+        prompt_inputs (`Mapping[str, torch.Tensor]`):
+            `input_ids` and `attention_mask` of every class, first dimension `num_classes`.
+        num_prompts (`int`):
+            Number of prompts to keep.
+        generator (`np.random.Generator`):
+            Draws the negatives.
+
+    Returns:
+        `dict`: `input_ids` and `attention_mask` of the kept classes and `labels` with re-indexed `class_labels`.
+    """
+    num_classes = prompt_inputs["input_ids"].shape[0]
+    present = sorted({int(index) for video_labels in labels for index in video_labels["class_labels"].tolist()})
+    others = np.setdiff1d(np.arange(num_classes), present)
+    num_negatives = min(max(num_prompts - len(present), 0), len(others))
+    negatives = generator.choice(others, size=num_negatives, replace=False).tolist()
+    kept = sorted(present + negatives)
+    kept_tensor = torch.tensor(kept, device=prompt_inputs["input_ids"].device)
+    new_index = torch.full((num_classes,), -1, dtype=torch.long)
+    new_index[kept] = torch.arange(len(kept))
+    remapped = [
+        {
+            **video_labels,
+            "class_labels": new_index[video_labels["class_labels"].cpu()].to(video_labels["class_labels"].device),
+        }
+        for video_labels in labels
+    ]
+    return {
+        "input_ids": prompt_inputs["input_ids"][kept_tensor],
+        "attention_mask": prompt_inputs["attention_mask"][kept_tensor],
+        "labels": remapped,
+    }
 
 
 def _write_debug_log(args: ZeetadTrainingArguments, accelerator: Accelerator, debug_log: dict) -> None:
@@ -774,20 +837,14 @@ def train(
     tiou_thresholds = list(args.tiou_thresholds or THUMOS14_TIOU_THRESHOLDS)
 
     # 2. Data: the training loader, the evaluation sets (unseen classes; optionally held-out training videos)
-    heldout_dataset = None
-    if args.heldout_percentage > 0:
-        split = train_dataset.train_test_split(test_size=args.heldout_percentage / 100, seed=args.seed, shuffle=True)
-        train_dataset, heldout_dataset = split["train"], split["test"]
     train_collator = ZeetadDataCollator(seen_classes, args.max_units, args.crop_overlap_threshold, args.seed)
-    train_dataloader = accelerator.prepare(
-        _dataloader(train_dataset, train_collator, args.per_device_train_batch_size, True, args)
+    train_dataloader, evaluation_sets = _data_loaders(
+        accelerator,
+        args,
+        train_collator,
+        (train_dataset, seen_classes, seen_prompts),
+        (eval_dataset, unseen_classes, unseen_prompts),
     )
-    evaluation_sets = [_EvaluationSet("eval_unseen", eval_dataset, unseen_classes, unseen_prompts)]
-    if heldout_dataset is not None:
-        evaluation_sets.append(_EvaluationSet("heldout_seen", heldout_dataset, seen_classes, seen_prompts))
-    for evaluation in evaluation_sets:
-        loader = _dataloader(evaluation.dataset, ZeetadDataCollator(), args.per_device_eval_batch_size, False, args)
-        evaluation.dataloader = accelerator.prepare(loader)
 
     # 3. Optimizer and schedule, counted in optimizer steps of the sharded loader
     steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
@@ -806,26 +863,7 @@ def train(
         accelerator.init_trackers("zeetad", config={k: v for k, v in asdict(args).items() if not isinstance(v, list)})
 
     # 4. Resume: model, optimizer, scheduler, random states, then the loop's own counters
-    completed_steps, history, best = 0, [], None
-    loss_totals = torch.zeros(2, dtype=torch.float64)  # this process's (loss sum, batches) in the current epoch
-    checkpoint = args.resume_from_checkpoint
-    if checkpoint == "latest":
-        checkpoint = find_latest_checkpoint(args.output_dir)
-        if checkpoint is None:
-            logger.info(f"No checkpoint in {args.output_dir}: starting from scratch.")
-    if checkpoint is not None:
-        with open(os.path.join(checkpoint, TRAINER_STATE_NAME), encoding="utf-8") as handle:
-            state = json.load(handle)
-        if state["steps_per_epoch"] != steps_per_epoch or state["num_processes"] != accelerator.num_processes:
-            raise ValueError(
-                f"Checkpoint {checkpoint} was written with {state['steps_per_epoch']} steps per epoch on "
-                f"{state['num_processes']} processes, this run has {steps_per_epoch} on {accelerator.num_processes}: "
-                "resume with the same data, batch size, accumulation and number of processes."
-            )
-        accelerator.load_state(checkpoint)
-        completed_steps, history, best = state["completed_steps"], state["history"], state["best"]
-        loss_totals = torch.tensor(state["epoch_loss_totals"][accelerator.process_index], dtype=torch.float64)
-        logger.info(f"Resumed from {checkpoint} at step {completed_steps}.")
+    completed_steps, history, best, loss_totals = _resume(accelerator, args, steps_per_epoch)
     starting_epoch, resume_batches = divmod(completed_steps, steps_per_epoch)
     resume_batches *= args.gradient_accumulation_steps
 
@@ -859,7 +897,7 @@ def train(
             if args.debug_data_log:
                 debug_log["train_video_ids"].setdefault(str(epoch), []).extend(batch["video_ids"])
             with accelerator.accumulate(model):
-                loss = model(**_model_inputs(batch, seen_prompts)).loss
+                loss = model(**_model_inputs(batch, seen_prompts, args, epoch)).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -884,25 +922,19 @@ def train(
         record = {"epoch": epoch, "completed_steps": completed_steps, "train_loss": loss_sum / max(num_batches, 1)}
         predictions = _evaluate_epoch(model, evaluation_sets, accelerator, args, tiou_thresholds, record, debug_log)
         history.append(record)
-        unseen_map = record["eval_unseen"]["average_mAP"]
-        logger.info(f"epoch {epoch}: train loss {record['train_loss']:.4f}, unseen-class average mAP {unseen_map:.4f}")
-        if args.with_tracking:
-            accelerator.log(
-                {"epoch_train_loss": record["train_loss"], "eval_unseen_average_mAP": unseen_map}, step=completed_steps
-            )
-        new_best = "heldout_seen" in record and (
-            best is None or record["heldout_seen"]["average_mAP"] > best["metric"]
-        )
-        if new_best:
-            best = {"epoch": epoch, "metric": record["heldout_seen"]["average_mAP"]}
-            best_dir = os.path.join(args.output_dir, BEST_MODEL_DIR)
-            _save_model(accelerator, model, processor, best_dir, predictions["eval_unseen"], atomic=True)
         last_epoch = epoch == num_epochs - 1 or completed_steps >= max_train_steps
-        # measured on the epoch that may end up selected: every new best, or the last epoch without selection
-        if args.open_vocabulary_evaluation and (new_best or (last_epoch and "heldout_seen" not in record)):
-            record["open_vocabulary"] = _open_vocabulary_record(
-                model, evaluation_sets[0], predictions["eval_unseen"], seen_classes, processor, accelerator, args
-            )
+        best = _select_epoch(
+            record,
+            predictions,
+            best,
+            last_epoch,
+            model,
+            processor,
+            evaluation_sets[0],
+            seen_classes,
+            accelerator,
+            args,
+        )
         loss_totals.zero_()
         if args.checkpointing_steps == "epoch":
             checkpoint_now(f"epoch_{epoch}", epoch + 1)
@@ -918,8 +950,133 @@ def train(
         selected_epoch = best["epoch"]
         if accelerator.is_main_process:
             _copy_files(os.path.join(args.output_dir, BEST_MODEL_DIR), args.output_dir)
+    results = _results(history, best, selected_epoch, completed_steps, seen_classes, unseen_classes, tiou_thresholds)
+    if accelerator.is_main_process:
+        _publish_results(results, accelerator.unwrap_model(model).config, args, model_card)
+    if args.debug_data_log:
+        _write_debug_log(args, accelerator, debug_log)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results
+
+
+def _data_loaders(
+    accelerator: Accelerator,
+    args: ZeetadTrainingArguments,
+    train_collator: "ZeetadDataCollator",
+    seen: tuple[Dataset, Sequence[str], Mapping[str, torch.Tensor]],
+    unseen: tuple[Dataset, Sequence[str], Mapping[str, torch.Tensor]],
+) -> tuple[DataLoader, list["_EvaluationSet"]]:
+    """The prepared training loader and evaluation sets from `(dataset, classes, prompt inputs)` of the training
+    videos and of the evaluation videos: the unseen classes on the evaluation videos, and with `heldout_percentage`
+    the seen classes on that share of the training videos (held out from training)."""
+    (train_dataset, seen_classes, seen_prompts), (eval_dataset, unseen_classes, unseen_prompts) = seen, unseen
+    heldout_dataset = None
+    if args.heldout_percentage > 0:
+        split = train_dataset.train_test_split(test_size=args.heldout_percentage / 100, seed=args.seed, shuffle=True)
+        train_dataset, heldout_dataset = split["train"], split["test"]
+    train_dataloader = accelerator.prepare(
+        _dataloader(train_dataset, train_collator, args.per_device_train_batch_size, True, args)
+    )
+    evaluation_sets = [_EvaluationSet("eval_unseen", eval_dataset, unseen_classes, unseen_prompts)]
+    if heldout_dataset is not None:
+        evaluation_sets.append(_EvaluationSet("heldout_seen", heldout_dataset, seen_classes, seen_prompts))
+    for evaluation in evaluation_sets:
+        loader = _dataloader(evaluation.dataset, ZeetadDataCollator(), args.per_device_eval_batch_size, False, args)
+        evaluation.dataloader = accelerator.prepare(loader)
+    return train_dataloader, evaluation_sets
+
+
+def _select_epoch(
+    record: dict,
+    predictions: Mapping[str, dict],
+    best: dict | None,
+    last_epoch: bool,
+    model,
+    processor: ZeetadProcessor,
+    unseen_evaluation: "_EvaluationSet",
+    seen_classes: Sequence[str],
+    accelerator: Accelerator,
+    args: ZeetadTrainingArguments,
+) -> dict | None:
+    """Log the epoch, save the model when its held-out seen-class mAP is the best so far, and measure the
+    open-vocabulary behaviour of an epoch that may end up selected. Returns the (possibly new) best epoch."""
+    unseen_map = record["eval_unseen"]["average_mAP"]
+    logger.info(
+        f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, unseen-class average mAP {unseen_map:.4f}"
+    )
+    if args.with_tracking:
+        accelerator.log(
+            {"epoch_train_loss": record["train_loss"], "eval_unseen_average_mAP": unseen_map},
+            step=record["completed_steps"],
+        )
+    new_best = "heldout_seen" in record and (best is None or record["heldout_seen"]["average_mAP"] > best["metric"])
+    if new_best:
+        best = {"epoch": record["epoch"], "metric": record["heldout_seen"]["average_mAP"]}
+        best_dir = os.path.join(args.output_dir, BEST_MODEL_DIR)
+        _save_model(accelerator, model, processor, best_dir, predictions["eval_unseen"], atomic=True)
+    # measured on the epoch that may end up selected: every new best, or the last epoch without selection
+    if args.open_vocabulary_evaluation and (new_best or (last_epoch and "heldout_seen" not in record)):
+        record["open_vocabulary"] = _open_vocabulary_record(
+            model, unseen_evaluation, predictions["eval_unseen"], seen_classes, processor, accelerator, args
+        )
+    return best
+
+
+def _publish_results(results: dict[str, Any], config, args: ZeetadTrainingArguments, model_card) -> None:
+    """Write `all_results.json` and the model card (when asked) to the output folder, then push it (when asked)."""
+    write_json_atomic(os.path.join(args.output_dir, RESULTS_NAME), results)
+    if model_card is not None:
+        # a checkpoint with its CLIP vision tower takes video files: the card says so unless told otherwise
+        described = {
+            "reads_video": config.vision_config is not None,
+            "classification_head": config.classification_head,
+        }
+        _write_model_card({**described, **model_card}, results, args)
+    if args.push_to_hub:
+        push_folder_to_hub(args.output_dir, args.hub_model_id, args.hub_private_repo)
+
+
+def _resume(
+    accelerator: Accelerator, args: ZeetadTrainingArguments, steps_per_epoch: int
+) -> tuple[int, list, dict | None, torch.Tensor]:
+    """Load `args.resume_from_checkpoint` (model, optimizer, scheduler, random states) and return the loop's counters:
+    `(completed_steps, history, best, loss_totals)`; a fresh start without a checkpoint."""
+    # this process's (loss sum, batches) in the current epoch
+    loss_totals = torch.zeros(2, dtype=torch.float64)
+    checkpoint = args.resume_from_checkpoint
+    if checkpoint == "latest":
+        checkpoint = find_latest_checkpoint(args.output_dir)
+        if checkpoint is None:
+            logger.info(f"No checkpoint in {args.output_dir}: starting from scratch.")
+    if checkpoint is None:
+        return 0, [], None, loss_totals
+    with open(os.path.join(checkpoint, TRAINER_STATE_NAME), encoding="utf-8") as handle:
+        state = json.load(handle)
+    if state["steps_per_epoch"] != steps_per_epoch or state["num_processes"] != accelerator.num_processes:
+        raise ValueError(
+            f"Checkpoint {checkpoint} was written with {state['steps_per_epoch']} steps per epoch on "
+            f"{state['num_processes']} processes, this run has {steps_per_epoch} on {accelerator.num_processes}: "
+            "resume with the same data, batch size, accumulation and number of processes."
+        )
+    accelerator.load_state(checkpoint)
+    loss_totals = torch.tensor(state["epoch_loss_totals"][accelerator.process_index], dtype=torch.float64)
+    logger.info(f"Resumed from {checkpoint} at step {state['completed_steps']}.")
+    return state["completed_steps"], state["history"], state["best"], loss_totals
+
+
+def _results(
+    history: list[dict],
+    best: dict | None,
+    selected_epoch: int | None,
+    completed_steps: int,
+    seen_classes: Sequence[str],
+    unseen_classes: Sequence[str],
+    tiou_thresholds: list[float],
+) -> dict[str, Any]:
+    """The content of `all_results.json`: the selected epoch's results and the per-epoch history."""
     selected = next((record for record in history if record["epoch"] == selected_epoch), None)
-    results = {
+    return {
         "model_selection": "heldout_seen_average_mAP" if best is not None else "last_epoch",
         "selected_epoch": selected_epoch,
         "completed_steps": completed_steps,
@@ -932,23 +1089,6 @@ def train(
         "open_vocabulary": selected.get("open_vocabulary") if selected else None,
         "epochs": history,
     }
-    if accelerator.is_main_process:
-        write_json_atomic(os.path.join(args.output_dir, RESULTS_NAME), results)
-        if model_card is not None:
-            # a checkpoint with its CLIP vision tower takes video files: the card says so unless told otherwise
-            config = accelerator.unwrap_model(model).config
-            described = {
-                "reads_video": config.vision_config is not None,
-                "classification_head": config.classification_head,
-            }
-            _write_model_card({**described, **model_card}, results, args)
-        if args.push_to_hub:
-            push_folder_to_hub(args.output_dir, args.hub_model_id, args.hub_private_repo)
-    if args.debug_data_log:
-        _write_debug_log(args, accelerator, debug_log)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return results
 
 
 def _evaluate_epoch(
@@ -1165,6 +1305,7 @@ __all__ = [
     "parse_arguments",
     "predict",
     "push_folder_to_hub",
+    "sample_training_prompts",
     "save_checkpoint",
     "train",
 ]
