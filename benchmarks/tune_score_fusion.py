@@ -45,7 +45,8 @@ MODELS = (("sigmoid", False), ("sigmoid", True), ("softmax", False), ("softmax",
 
 def tuning_split(quickstart_dir: Path, settings: QuickstartSettings, seed: int):
     """Training classes, pseudo-unseen classes, the training set and the held-out set (seen classes only)."""
-    seen = json.loads((quickstart_dir / "world" / "split.json").read_text())["seen"]
+    split = json.loads((quickstart_dir / "world" / "split.json").read_text())
+    seen, unseen = split["seen"], split["unseen"]
     rng = np.random.default_rng([seed, 7])
     pseudo_unseen = sorted(rng.choice(seen, size=len(seen) // 3, replace=False).tolist())
     training_classes = [name for name in seen if name not in pseudo_unseen]
@@ -57,9 +58,9 @@ def tuning_split(quickstart_dir: Path, settings: QuickstartSettings, seed: int):
         window_size=1,
     )
     # unseen-class annotations are dropped first: nothing below reads them
-    videos = filter_to_classes(datasets["training"], seen, drop_empty=False)
+    videos = filter_to_classes(datasets["training"], seen, drop_empty=False, excluded_classes=unseen)
     parts = videos.train_test_split(test_size=0.2, seed=seed, shuffle=True)
-    train_set = filter_to_classes(parts["train"], training_classes, drop_empty=True)
+    train_set = filter_to_classes(parts["train"], training_classes, drop_empty=True, excluded_classes=pseudo_unseen)
     return training_classes, pseudo_unseen, train_set, parts["test"]
 
 

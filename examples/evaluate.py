@@ -8,13 +8,15 @@ model run on the evaluation videos (`--model_name_or_path`). With `--all_splits`
         --predictions "runs/thumos14_75_25_split{split}/eval_predictions.json" --output_dir results/thumos14_75_25
 
 The ground truth is read from the annotation file itself (evaluation subset, restricted to the split's unseen
-classes), so the numbers are those of the official ActivityNet evaluator on the raw files.
+classes), so the numbers are those of the official ActivityNet evaluator on the raw files. Unlike the official
+evaluator, predictions on videos that are not in the ground truth and video ids given twice are refused unless
+`--unknown_videos false_positive` / `--duplicate_videos keep_last` restore the official behaviour.
 """
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import transformers
@@ -24,7 +26,7 @@ from transformers import HfArgumentParser
 
 from zeetad_hf import ZeetadForTemporalActionDetection, ZeetadProcessor
 from zeetad_hf.data import BENCHMARKS, load_benchmark, load_benchmark_ground_truth
-from zeetad_hf.evaluation import score_predictions
+from zeetad_hf.evaluation import load_predictions, score_predictions, validate_tiou_thresholds
 from zeetad_hf.file_utils import atomic_write, write_json_atomic
 from zeetad_hf.training import (
     ZeetadDataCollator,
@@ -58,7 +60,22 @@ class EvaluationArguments:
         default=None, metadata={"help": "A trained ZEETAD model + processor folder (or Hub id); may contain {split}."}
     )
     tiou_thresholds: list[float] | None = field(
-        default=None, metadata={"help": "tIoU thresholds; default: the benchmark's (THUMOS 0.3:0.7, ANet 0.5:0.95)."}
+        default=None,
+        metadata={"help": "tIoU thresholds in (0, 1]; default: the benchmark's (THUMOS 0.3:0.7, ANet 0.5:0.95)."},
+    )
+    unknown_videos: Literal["error", "false_positive"] = field(
+        default="error",
+        metadata={
+            "help": "Predictions on videos that the ground truth does not hold (e.g. ids with a .mp4 suffix): error, "
+            "or false_positive (the official evaluator's scoring)."
+        },
+    )
+    duplicate_videos: Literal["error", "keep_last"] = field(
+        default="error",
+        metadata={
+            "help": "A video id given twice in the predictions or annotation file: error, or keep_last (what JSON "
+            "readers, the official evaluator among them, keep)."
+        },
     )
 
 
@@ -90,10 +107,11 @@ def markdown_table(per_split: dict[str, dict], mean: dict | None, tiou_threshold
     return "\n".join(lines) + "\n"
 
 
-def read_predictions(path: str, unseen: list[str]) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        results = json.load(handle)["results"]
-    foreign = {item["label"] for video in results.values() for item in video} - set(unseen)
+def read_predictions(path: str, unseen: list[str], duplicate_videos: str) -> dict:
+    """The detections of a submission file (`{"results": {video_id: [...]}}`); errors name the file and the format."""
+    results = load_predictions(path, duplicate_videos=duplicate_videos)
+    foreign = {item.get("label") for video in results.values() for item in video if isinstance(item, dict)}
+    foreign -= set(unseen)
     if foreign:
         logger.warning(f"{path}: ignoring detections of {len(foreign)} classes that are not unseen in this split.")
     return results
@@ -112,13 +130,22 @@ def main():
         parser.error("with --all_splits the predictions / model path must contain {split} (one model per split).")
     if args.model_name_or_path is not None and inference.features is None:
         parser.error("--model_name_or_path needs --features (and --clip_features for localization features).")
+    tiou_thresholds = args.tiou_thresholds or list(BENCHMARKS[args.dataset][2])
+    try:
+        validate_tiou_thresholds(tiou_thresholds)
+    except ValueError as error:
+        parser.error(f"--tiou_thresholds: {error}")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
-    tiou_thresholds = args.tiou_thresholds or list(BENCHMARKS[args.dataset][2])
     splits = range(NUM_SPLITS) if args.all_splits else [args.split]
 
     # 2. Ground truth of the evaluation subset; in model mode also the videos, their loader and the processes
-    ground_truth = load_benchmark_ground_truth(args.dataset, args.annotations, args.video_info)
+    try:
+        ground_truth = load_benchmark_ground_truth(
+            args.dataset, args.annotations, args.video_info, duplicate_videos=args.duplicate_videos
+        )
+    except (OSError, ValueError) as error:
+        parser.error(f"--annotations {args.annotations}: {error}")
     accelerator = eval_dataloader = None
     if args.model_name_or_path is not None:
         accelerator = Accelerator(cpu=not has_accelerator())
@@ -135,6 +162,7 @@ def main():
             args.video_info,
             include_train=False,
             feature_extension=inference.feature_extension,
+            duplicate_videos=args.duplicate_videos,
             **{name: value for name, value in timing.items() if value is not None},
         )
         loader = DataLoader(
@@ -148,7 +176,15 @@ def main():
         _, unseen = load_zero_shot_split(args.dataset, args.split_setting, split)
         split_ground_truth = restrict_ground_truth(ground_truth, unseen)
         if args.predictions is not None:
-            results = read_predictions(args.predictions.format(split=split), unseen)
+            path = args.predictions.format(split=split)
+            try:
+                results = read_predictions(path, unseen, args.duplicate_videos)
+                # the problems of a saved file are reported as usage errors, in one message that names the file
+                metrics = score_predictions(
+                    split_ground_truth, results, unseen, tiou_thresholds, unknown_videos=args.unknown_videos
+                )
+            except (OSError, ValueError) as error:
+                parser.error(f"--predictions {path}: {error}")
         else:
             path = args.model_name_or_path.format(split=split)
             model = ZeetadForTemporalActionDetection.from_pretrained(path).to(accelerator.device)
@@ -171,7 +207,8 @@ def main():
                 inference.eval_window_overlap,
             )
         if accelerator is None or accelerator.is_main_process:
-            metrics = score_predictions(split_ground_truth, results, unseen, tiou_thresholds)
+            if args.predictions is None:
+                metrics = score_predictions(split_ground_truth, results, unseen, tiou_thresholds)
             per_split[str(split)] = metrics
             logger.info(f"split {split}: average mAP {100 * metrics['average_mAP']:.2f}")
 

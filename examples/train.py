@@ -117,7 +117,7 @@ def main():
         data_args.video_info,
         **loader_kwargs,
     )
-    train_dataset = filter_to_classes(train_videos, seen, drop_empty=True)
+    train_dataset = filter_to_classes(train_videos, seen, drop_empty=True, excluded_classes=unseen)
 
     # 3. Model and processor (seeded: the initialisation is part of the run)
     set_seed(training_args.seed)

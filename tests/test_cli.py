@@ -3,6 +3,7 @@ import os
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import av
@@ -123,6 +124,37 @@ def test_detect_prints_json_to_stdout_without_output(model_dir, tmp_path, capsys
         assert image.format == "PNG"
 
 
+@pytest.mark.parametrize("extension", [".svg", ".pdf"])
+def test_detect_writes_the_picture_format_that_the_plot_extension_names(model_dir, tmp_path, capsys, extension):
+    video = write_video(tmp_path / "clip.mp4", 1.5, 12)
+    plot = tmp_path / f"timeline{extension}"
+
+    exit_code = main(
+        ["detect", str(video), "--model", str(model_dir), "--labels", "jumping,running", "--threshold", "0",
+         "--no-progress", "--output", str(tmp_path / "detections.json"), "--plot", str(plot)]
+    )  # fmt: skip
+
+    assert exit_code == 0, capsys.readouterr().err
+    data = plot.read_bytes()
+    assert not data.startswith(b"\x89PNG")
+    if extension == ".svg":
+        root = ElementTree.fromstring(data)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg" and b"jumping" in data
+    else:
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+
+
+def test_an_unsupported_plot_extension_is_refused_before_any_detection_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # neither the video nor the model exists: the --plot error must come first, before probing or loading anything
+    exit_code = main(["detect", "missing.mp4", "--model", "no/such/folder", "--labels", "a", "--plot", "t.jpg"])
+    captured = capsys.readouterr()
+    assert exit_code == 2 and captured.err.count("\n") == 1
+    assert captured.err.startswith("zeetad detect: error: --plot 't.jpg' has the extension '.jpg'")
+    assert "PNG, SVG or PDF" in captured.err and "missing.mp4" not in captured.err
+    assert os.listdir(tmp_path) == []
+
+
 def test_missing_video_exits_2_with_one_line(model_dir, tmp_path):
     result = run_cli(
         "detect",
@@ -153,6 +185,7 @@ def test_missing_video_exits_2_with_one_line(model_dir, tmp_path):
         (["--ground-truth", "gt.json"], "only drawn on the plot"),
         (["--plot", "t.png", "--ground-truth", "missing.json"], "file not found"),
         (["--plot", "t.png", "--ground-truth", "bad_gt.json"], r"ground_truth\[0\]"),
+        (["--plot", "timeline"], "--plot 'timeline' has no extension"),
         (["--model", "no/such/folder"], "is not a folder"),
         (["not_a_video.txt"], "could not be opened as a video"),
         (["clip.mp4"], "more than once"),

@@ -15,6 +15,7 @@ from zeetad_hf.data import (
     VIDEO_FEATURES,
     filter_to_classes,
     load_activitynet_style,
+    load_benchmark_ground_truth,
     load_bmn_style,
     load_features,
     to_ground_truth,
@@ -491,6 +492,62 @@ def test_malformed_annotation_files(tmp_path, video, message):
         load_activitynet_style(annotation_path, tmp_path, default_fps=30.0)
 
 
+def json_object_text(entries: list[tuple[str, object]]) -> str:
+    """A JSON object with these (key, value) entries in order: unlike `json.dumps(dict)`, keys may repeat."""
+    return "{" + ", ".join(f"{json.dumps(key)}: {json.dumps(value)}" for key, value in entries) + "}"
+
+
+def test_a_video_id_given_twice_is_an_error_unless_the_last_entry_is_kept(tmp_path, data_logs):
+    # video_b twice: first an entry with PoleVault only, then the original one (the one json.load keeps)
+    first_b = {"subset": "Test", "duration": 10.0, "annotations": [{"label": "PoleVault", "segment": [2.0, 3.0]}]}
+    entries = [*THUMOS_STYLE["database"].items(), ("video_b", first_b)]
+    entries[1], entries[-1] = entries[-1], entries[1]
+    annotation_path = tmp_path / "thumos14.json"
+    annotation_path.write_text('{"database": ' + json_object_text(entries) + "}", encoding="utf-8")
+    feature_dir = write_feature_dir(tmp_path / "i3d", THUMOS_UNITS)
+
+    with pytest.raises(
+        ValueError, match=r"thumos14\.json.*1 video ids occur more than once.*\['video_b'\].*keep_last"
+    ):
+        load_activitynet_style(annotation_path, feature_dir, default_fps=30.0)
+    with pytest.raises(ValueError, match=r"thumos14\.json.*\['video_b'\]"):
+        load_benchmark_ground_truth("thumos14", annotation_path)
+
+    dataset = load_activitynet_style(annotation_path, feature_dir, default_fps=30.0, duplicate_videos="keep_last")
+    assert "1 video ids occur more than once; kept the last entry of each (e.g. ['video_b'])" in data_logs.text
+    assert [item["label"] for item in dataset["Test"][0]["annotations"]] == ["HighJump", "PoleVault"]
+    ground_truth = load_benchmark_ground_truth("thumos14", annotation_path, duplicate_videos="keep_last")
+    assert list(ground_truth["database"]) == ["video_b"]
+    with pytest.raises(ValueError, match=r"`duplicate_videos` must be one of \('error', 'keep_last'\)"):
+        load_activitynet_style(annotation_path, feature_dir, default_fps=30.0, duplicate_videos="first")
+
+
+def test_bmn_video_id_given_twice_in_the_json_or_the_csv(tmp_path, bmn_files):
+    annotation_path, csv_path, feature_dir = bmn_files
+    repeated_json = tmp_path / "repeated.json"
+    repeated_json.write_text(
+        json_object_text([*BMN_ANNOTATIONS.items(), ("v_val", BMN_ANNOTATIONS["v_val"])]), encoding="utf-8"
+    )
+    with pytest.raises(ValueError, match=r"`annotation_path` .*repeated\.json: 1 video ids .*\['v_val'\]"):
+        load_bmn_style(repeated_json, csv_path, feature_dir)
+    assert load_bmn_style(repeated_json, csv_path, feature_dir, duplicate_videos="keep_last").num_rows == {
+        "training": 1,
+        "validation": 1,
+        "testing": 1,
+    }
+
+    # the same video in two subsets: which one is meant cannot be guessed
+    repeated_csv = write_csv(
+        tmp_path / "repeated.csv", [*BMN_CSV_ROWS, ("v_val", 300, 12.0, 25.0, 25.0, "testing", 288)]
+    )
+    with pytest.raises(ValueError, match=r"`video_info_csv` .*repeated\.csv: 1 video ids .*\['v_val'\]"):
+        load_bmn_style(annotation_path, repeated_csv, feature_dir)
+    with pytest.raises(ValueError, match=r"repeated\.csv: 1 video ids .*\['v_val'\]"):
+        load_benchmark_ground_truth("activitynet", annotation_path, repeated_csv)
+    kept = load_bmn_style(annotation_path, repeated_csv, feature_dir, duplicate_videos="keep_last")
+    assert kept.num_rows == {"training": 1, "testing": 2}
+
+
 def test_missing_paths(tmp_path, thumos_files):
     with pytest.raises(FileNotFoundError, match="`annotation_path` file not found"):
         load_activitynet_style(tmp_path / "absent.json", tmp_path)
@@ -566,23 +623,59 @@ def test_load_bmn_style_csv_and_json_mismatch(tmp_path, bmn_files, data_logs):
 
 def test_filter_to_classes_training_and_evaluation(thumos_files, data_logs):
     dataset = load_activitynet_style(*thumos_files, default_fps=30.0)
+    seen, unseen = ["HighJump", "LongJump"], ["PoleVault"]
 
-    train = filter_to_classes(dataset["Validation"], ["HighJump", "LongJump"], drop_empty=True)
+    train = filter_to_classes(dataset["Validation"], seen, drop_empty=True, excluded_classes=unseen)
     assert train.features == VIDEO_FEATURES
     assert list(train["video_id"]) == ["video_a"]  # video_c only holds PoleVault
     assert "Kept 2 of 3 annotations of 2 classes and 1 of 2 videos (dropped 1 videos" in data_logs.text
 
-    evaluation = filter_to_classes(dataset["Test"], ["PoleVault"], drop_empty=False)
+    evaluation = filter_to_classes(dataset["Test"], unseen, drop_empty=False, excluded_classes=seen)
     assert list(evaluation["video_id"]) == ["video_b"]
     assert evaluation[0]["annotations"] == [{"label": "PoleVault", "start": 2.0, "end": 3.0}]
 
-    kept_all_videos = filter_to_classes(dataset, ["Diving"], drop_empty=False)
+    kept_all_videos = filter_to_classes(dataset, ["Diving"], drop_empty=False, excluded_classes=seen + unseen)
     assert isinstance(kept_all_videos, DatasetDict) and kept_all_videos.num_rows == {"Validation": 2, "Test": 1}
     assert all(annotations == [] for annotations in kept_all_videos["Validation"]["annotations"])
     assert "1 of 1 classes occur in no annotation: ['Diving']" in data_logs.text
 
     with pytest.raises(ValueError, match="not the string"):
         filter_to_classes(dataset, "HighJump", drop_empty=True)
+    with pytest.raises(ValueError, match="`excluded_classes` must be an iterable of class names, not the string"):
+        filter_to_classes(dataset, seen, drop_empty=True, excluded_classes="PoleVault")
+    with pytest.raises(ValueError, match=r"must be disjoint; both hold \['HighJump'\]"):
+        filter_to_classes(dataset, seen, drop_empty=True, excluded_classes=["HighJump", "PoleVault"])
+    with pytest.raises(ValueError, match=r"`unknown_labels` must be one of \('error', 'drop'\)"):
+        filter_to_classes(dataset, seen, drop_empty=True, excluded_classes=unseen, unknown_labels="ignore")
+
+
+def test_a_label_in_no_class_list_is_an_error_unless_dropped(tmp_path, data_logs):
+    data = json.loads(json.dumps(THUMOS_STYLE))
+    # a misspelt seen class in a training video and in a test video
+    data["database"]["video_a"]["annotations"][0]["label"] = "HighJmp"
+    data["database"]["video_b"]["annotations"][0]["label"] = "HighJmp"
+    dataset = load_activitynet_style(
+        write_json(tmp_path / "typo.json", data), write_feature_dir(tmp_path / "i3d", THUMOS_UNITS), default_fps=30.0
+    )
+    seen, unseen = ["HighJump", "LongJump"], ["PoleVault"]
+    with pytest.raises(
+        ValueError,
+        match=r"1 annotations in 1 videos .*neither `classes` nor `excluded_classes`: 'HighJmp' in 1 videos "
+        r"\(e\.g\. \['video_a'\]\).*misspelling.*unknown_labels=\"drop\"",
+    ):
+        filter_to_classes(dataset["Validation"], seen, drop_empty=True, excluded_classes=unseen)
+    with pytest.raises(ValueError, match=r"'HighJmp' in 1 videos \(e\.g\. \['video_b'\]\)"):
+        filter_to_classes(dataset["Test"], unseen, drop_empty=False, excluded_classes=seen)
+    # without `excluded_classes` every annotation outside `classes` is in no class list
+    with pytest.raises(ValueError, match=r"2 annotations in 2 videos have one of 2 labels .*'HighJmp'.*'PoleVault'"):
+        filter_to_classes(dataset["Validation"], seen, drop_empty=True)
+
+    train = filter_to_classes(
+        dataset["Validation"], seen, drop_empty=True, excluded_classes=unseen, unknown_labels="drop"
+    )
+    assert train[0]["annotations"] == [{"label": "LongJump", "start": 0.0, "end": 2.5}]
+    assert "Dropped 1 annotations in 1 videos with one of 1 labels in neither `classes` nor" in data_logs.text
+    assert "'HighJmp' in 1 videos (e.g. ['video_a'])" in data_logs.text
 
 
 def test_to_ground_truth_matches_the_dict_helpers_and_scores_perfect_predictions(thumos_files):
@@ -598,10 +691,12 @@ def test_to_ground_truth_matches_the_dict_helpers_and_scores_perfect_predictions
     }
     # the dataset helpers and the ground-truth dict helpers select the same instances
     unseen, seen = ["PoleVault"], ["HighJump", "LongJump"]
-    assert to_ground_truth(filter_to_classes(dataset, unseen, drop_empty=False)) == restrict_ground_truth(
-        ground_truth, unseen
-    )
-    assert to_ground_truth(filter_to_classes(dataset, seen, drop_empty=True)) == restrict_to_seen(ground_truth, seen)
+    assert to_ground_truth(
+        filter_to_classes(dataset, unseen, drop_empty=False, excluded_classes=seen)
+    ) == restrict_ground_truth(ground_truth, unseen)
+    assert to_ground_truth(
+        filter_to_classes(dataset, seen, drop_empty=True, excluded_classes=unseen)
+    ) == restrict_to_seen(ground_truth, seen)
 
     for subset, classes in (
         ("Validation", ["HighJump", "LongJump", "PoleVault"]),
@@ -635,7 +730,7 @@ def test_helpers_accept_a_plain_dataset():
             "annotations": [[{"label": "A", "start": 1.0, "end": 2.0}, {"label": "B", "start": 2.0, "end": 3.0}]],
         }
     )
-    filtered = filter_to_classes(dataset, {"B"}, drop_empty=True)
+    filtered = filter_to_classes(dataset, {"B"}, drop_empty=True, excluded_classes={"A"})
     assert to_ground_truth(filtered) == {
         "database": {"v": {"subset": "Test", "duration": 5.0, "annotations": [{"label": "B", "segment": [2.0, 3.0]}]}}
     }

@@ -14,8 +14,11 @@ import pytest
 from zeetad_hf.evaluation import (
     harmonic_mean,
     instance_detection_rate,
+    load_predictions,
     open_vocabulary_report,
+    score_predictions,
     temporal_action_map,
+    validate_tiou_thresholds,
     videos_holding_only,
 )
 
@@ -149,7 +152,8 @@ def test_predictions_on_videos_without_ground_truth_are_false_positives(subset, 
     predictions = make_predictions(
         {"v1": [("A", 0.8, 0.0, 10.0)], "v2": [("A", 0.9, 0.0, 10.0)], "v3": [("A", 0.95, 0.0, 10.0)]}
     )
-    result = temporal_action_map(ground_truth, predictions, [0.5], subset=subset)
+    # v3 is in no subset of the ground truth: scored as officially only when asked for
+    result = temporal_action_map(ground_truth, predictions, [0.5], subset=subset, unknown_videos="false_positive")
     assert result["per_class_ap"]["A"] == pytest.approx([expected_ap])
 
 
@@ -235,7 +239,7 @@ def test_inputs_are_not_modified():
     ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0), ("A", 0.0, 10.0)]})
     predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0)], "v2": [("A", 0.8, 3.0, 4.0)]})
     ground_truth_copy, predictions_copy = json.loads(json.dumps(ground_truth)), json.loads(json.dumps(predictions))
-    temporal_action_map(ground_truth, predictions, [0.5], dedup_ground_truth=True)
+    temporal_action_map(ground_truth, predictions, [0.5], dedup_ground_truth=True, unknown_videos="false_positive")
     assert ground_truth == ground_truth_copy and predictions == predictions_copy
 
 
@@ -291,6 +295,8 @@ def test_bad_inputs_raise_value_error_naming_video_and_field(edit, message):
         ({"tiou_thresholds": []}, "tiou_thresholds"),
         ({"tiou_thresholds": 0.5}, "tiou_thresholds"),
         ({"unknown_label": "skip"}, "unknown_label"),
+        ({"unknown_videos": "ignore"}, r"`unknown_videos` must be one of \('error', 'false_positive'\)"),
+        ({"duplicate_videos": "first"}, r"`duplicate_videos` must be one of \('error', 'keep_last'\)"),
         ({"ignore_labels": "Ambiguous"}, "ignore_labels"),
         ({"subset": "Validation"}, "no ground-truth annotations"),
     ],
@@ -300,6 +306,104 @@ def test_bad_arguments_raise_value_error(kwargs, message):
     ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)]})
     with pytest.raises(ValueError, match=message):
         temporal_action_map(ground_truth, make_predictions({}), **arguments)
+
+
+@pytest.mark.parametrize(
+    "tiou_thresholds, shown",
+    [
+        ([1.5, -1], r"got \[1\.5, -1\.0\] among \[1\.5, -1\.0\]"),
+        ([30, 50, 70], r"0\.5 rather than 50\), got \[30\.0, 50\.0, 70\.0\]"),
+        ([0.5, 0.0], r"got \[0\.0\] among \[0\.5, 0\.0\]"),
+        (np.array([0.3, 1.0000001]), r"got \[1\.0000001\]"),
+    ],
+)
+def test_tiou_thresholds_outside_zero_one_are_refused(tiou_thresholds, shown):
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)]})
+    predictions = make_predictions({"v1": [("A", 0.9, 0.0, 10.0)]})
+    message = r"`tiou_thresholds` must lie in \(0, 1\] .*" + shown
+    with pytest.raises(ValueError, match=message):
+        temporal_action_map(ground_truth, predictions, tiou_thresholds)
+    with pytest.raises(ValueError, match=message):
+        score_predictions(ground_truth, predictions["results"], ["A"], tiou_thresholds)
+    # the edges: 1.0 is a legal (exact-match) threshold, the smallest positive number too
+    assert validate_tiou_thresholds([1.0, 1e-9]).tolist() == [1.0, 1e-9]
+
+
+def test_prediction_videos_missing_from_the_ground_truth_are_named_with_a_hint():
+    ground_truth = make_ground_truth({"video_1": [("A", 0.0, 10.0)], "v_abc": [("A", 0.0, 10.0)]})
+    predictions = make_predictions(
+        {
+            "videos/video_1.mp4": [("A", 0.9, 0.0, 10.0)],
+            "abc": [("A", 0.8, 0.0, 10.0)],
+            "video_9": [("A", 0.7, 0.0, 10.0)],
+        }
+    )
+    with pytest.raises(ValueError) as raised:
+        temporal_action_map(ground_truth, predictions, [0.5])
+    message = str(raised.value)
+    assert "3 of 3 prediction videos are not in the ground truth (e.g. ['videos/video_1.mp4', 'abc', 'video_9'])" in (
+        message
+    )
+    assert "2 of them match a ground-truth video once spelled differently" in message
+    assert "'videos/video_1.mp4' is 'video_1' without its folder and file extension" in message
+    assert "'abc' is 'v_abc' with the `v_` prefix" in message
+    assert 'unknown_videos="false_positive"' in message
+    with pytest.raises(ValueError, match=r"1 of 1 prediction videos .*\['video_9'\]"):
+        score_predictions(ground_truth, {"video_9": []}, ["A"], [0.5])
+
+    # the official scoring, on request: every prediction is a false positive
+    result = temporal_action_map(ground_truth, predictions, [0.5], unknown_videos="false_positive")
+    assert result["mAP"] == [0.0]
+
+
+def test_a_video_id_given_twice_in_a_json_file_is_refused_unless_the_last_is_kept(tmp_path):
+    ground_truth = make_ground_truth({"v1": [("A", 0.0, 10.0)], "v2": [("A", 20.0, 30.0)]})
+    # json.load keeps the second v1 entry (a false positive) and silently drops the first one (a true positive)
+    first, last = (
+        [{"label": "A", "score": 0.9, "segment": [0.0, 10.0]}],
+        [{"label": "A", "score": 0.9, "segment": [50, 60]}],
+    )
+    predictions_path = tmp_path / "predictions.json"
+    predictions_path.write_text(
+        '{"version": "x", "results": {"v1": ' + json.dumps(first) + ', "v2": [], "v1": ' + json.dumps(last) + "}}"
+    )
+    with pytest.raises(
+        ValueError, match=r"predictions\.json: 1 video ids occur more than once in \"results\" .*\['v1'\]"
+    ):
+        temporal_action_map(ground_truth, predictions_path, [0.5])
+    with pytest.raises(ValueError, match=r"predictions\.json.*\['v1'\].*duplicate_videos=\"keep_last\""):
+        load_predictions(predictions_path)
+    kept = temporal_action_map(ground_truth, predictions_path, [0.5], duplicate_videos="keep_last")
+    assert kept == temporal_action_map(ground_truth, make_predictions({"v1": [("A", 0.9, 50, 60)], "v2": []}), [0.5])
+    assert load_predictions(predictions_path, duplicate_videos="keep_last") == {"v1": last, "v2": []}
+
+    ground_truth_path = tmp_path / "ground_truth.json"
+    video = json.dumps(ground_truth["database"]["v1"])
+    ground_truth_path.write_text('{"database": {"v1": ' + video + ', "v1": ' + video + "}}")
+    with pytest.raises(ValueError, match=r"`ground_truth` file .*ground_truth\.json: 1 video ids .*\"database\""):
+        temporal_action_map(ground_truth_path, make_predictions({}), [0.5])
+    with pytest.raises(ValueError, match=r"ground_truth\.json: 1 video ids"):
+        videos_holding_only(ground_truth_path, ["A"])
+
+
+@pytest.mark.parametrize(
+    "content, found",
+    [
+        ([{"video": "v1", "label": "A", "score": 0.9, "segment": [0, 10]}], "got a list"),
+        ({"v1": [{"label": "A", "score": 0.9, "segment": [0, 10]}]}, r"got a mapping with the keys \['v1'\]"),
+    ],
+)
+def test_a_predictions_file_in_another_format_names_the_file_and_the_format(tmp_path, content, found):
+    path = tmp_path / "detections.json"
+    path.write_text(json.dumps(content))
+    message = (
+        r"`predictions` file .*detections\.json must be .* in the ActivityNet format "
+        r'\{"results": \{video_id: \[\{"label": str, "score": float, "segment": \[start, end\]\}\]\}\}, ' + found
+    )
+    with pytest.raises(ValueError, match=message):
+        load_predictions(path)
+    with pytest.raises(ValueError, match=message):
+        temporal_action_map(make_ground_truth({"v1": [("A", 0.0, 10.0)]}), path, [0.5])
 
 
 def test_evaluate_metric_matches_function():

@@ -1,6 +1,8 @@
 """ZeetadFeatureExtractor: CLIP preprocessing vs transformers' PIL CLIP processor and the previous torch resize on
 decoded video, resizing by the decoder vs afterwards, padding, windows, saving."""
 
+import math
+
 import av
 import numpy as np
 import pytest
@@ -195,6 +197,10 @@ def test_temporal_windows_overrides_and_validation():
         extractor.temporal_windows(10, max_units=0)
     with pytest.raises(ValueError, match="`window_overlap`"):
         extractor.temporal_windows(10, window_overlap=1.0)
+    # a string from a config file or a command line is named, not compared (it used to be a TypeError deep inside)
+    for window_overlap in ("0.5", True, math.nan):
+        with pytest.raises(ValueError, match=r"`window_overlap` must be a number in \[0, 1\), got"):
+            extractor.temporal_windows(10, window_overlap=window_overlap)
 
 
 @pytest.mark.parametrize(
@@ -202,11 +208,14 @@ def test_temporal_windows_overrides_and_validation():
     [
         ("sampling_fps", 0.0, "sampling_fps"),
         ("sampling_fps", -2.0, "sampling_fps"),
+        ("sampling_fps", math.inf, "`sampling_fps` must be a finite positive number, got inf"),
+        ("sampling_fps", "1", "`sampling_fps` must be a finite positive number, got '1'"),
         ("size", {"height": 224}, "size"),
         ("crop_size", {"height": 256, "width": 256}, "fit inside"),
         ("image_std", [0.2, 0.0, 0.2], "image_std"),
         ("max_units", 0, "max_units"),
         ("window_overlap", 1.5, "window_overlap"),
+        ("window_overlap", "0.5", "`window_overlap` must be a number in"),
     ],
 )
 def test_invalid_fields_raise(field, value, message):

@@ -176,6 +176,61 @@ def test_probe_reports_declared_metadata_and_restores_file_position(tmp_path):
     assert (raw.duration, raw.width, raw.height, raw.name) == (2.0, 6, 4, "raw frames")
 
 
+# What a player shows for each display matrix, as the `ffmpeg` command line turns it (fftools: -90 -> transpose=clock,
+# 90 -> transpose=cclock, 180 -> hflip + vflip, -90 mirrored -> transpose=cclock_flip, a plain transpose).
+DISPLAYED = {
+    (-90, False): lambda stored: np.rot90(stored, -1),
+    (90, False): lambda stored: np.rot90(stored, 1),
+    (180, False): lambda stored: np.rot90(stored, 2),
+    (-90, True): lambda stored: stored.transpose(1, 0, 2),
+}
+requires_display_matrix_writer = pytest.mark.skipif(
+    not hasattr(av.video.stream.VideoStream, "set_display_rotation"),
+    reason="writing a display matrix needs PyAV's VideoStream.set_display_rotation",
+)
+
+
+def quadrants_frame() -> np.ndarray:
+    """A 32x48 frame with four grey levels in its four quadrants: every rotation and mirror of it looks different."""
+    frame = np.zeros((32, 48, 3), dtype=np.uint8)
+    frame[:16, :24], frame[:16, 24:], frame[16:, :24], frame[16:, 24:] = 255, 160, 0, 80
+    return frame
+
+
+@requires_display_matrix_writer
+@pytest.mark.parametrize("rotation, mirrored", list(DISPLAYED), ids=["-90", "90", "180", "-90-mirrored"])
+def test_display_rotation_is_applied_to_frames_and_size(tmp_path, rotation, mirrored):
+    stored = quadrants_frame()
+    path = tmp_path / "phone.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+        stream.set_display_rotation(rotation, hflip=mirrored)
+        for _ in range(16):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
+        container.mux(stream.encode())
+    # the file really carries the matrix: PyAV's own decoder reports it, and decodes the frames as stored
+    with av.open(str(path)) as container:
+        first = next(container.decode(video=0))
+        # (FFmpeg reads a half turn back as -180)
+        assert first.rotation % 360 == rotation % 360 and first.to_ndarray(format="rgb24").shape == stored.shape
+    displayed = DISPLAYED[rotation, mirrored](stored)
+
+    info = probe_video(path)
+    assert (info.height, info.width, info.display_rotation) == (*displayed.shape[:2], first.rotation)
+    for num_prefetched_chunks in (0, 2):
+        frames = np.concatenate(
+            [chunk for chunk, _ in all_chunks(VideoFrameSampler(path, 2.0), 3, None, num_prefetched_chunks)]
+        )
+        assert frames.shape == (4, *displayed.shape)
+        assert np.abs(frames.astype(int) - displayed).max() <= 8  # H.264 leaves a few levels at the quadrant edges
+    # resized while decoding: the frame size is the displayed one, the picture stays upright
+    height, width = displayed.shape[0] // 2, displayed.shape[1] // 2
+    frames, _ = next(VideoFrameSampler(path, 2.0).iter_chunks(4, frame_size=(height, width)))
+    expected = resize_rgb_frames(displayed[None], height, width)[0]
+    assert frames.shape[1:3] == (height, width) and np.abs(frames[0].astype(int) - expected).mean() < 2
+
+
 def test_upsampling_repeats_frames_and_chunks_stay_bounded():
     frames = np.stack([coded_frame(index) for index in range(4)])  # 4 frames at 2 fps = 2 s
     sampler = VideoFrameSampler({"frames": frames, "fps": 2}, sampling_fps=5)
@@ -206,8 +261,11 @@ def test_tenth_of_a_second_is_fine_at_a_high_enough_sampling_rate(tmp_path):
     [
         ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": 0}, 1.0, "`fps` must be a positive number"),
         ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": -25}, 1.0, "`fps` must be a positive number"),
-        ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": 4}, 0.0, "`sampling_fps` must be a positive number"),
-        ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": 4}, -1.0, "`sampling_fps` must be a positive number"),
+        ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": 4}, 0.0, "`sampling_fps` must be a finite positive"),
+        ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": 4}, -1.0, "`sampling_fps` must be a finite positive"),
+        ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": 4}, math.inf, "`sampling_fps` must be a finite positive"),
+        ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": 4}, math.nan, "`sampling_fps` must be a finite positive"),
+        ({"frames": np.zeros((4, 8, 8, 3), np.uint8), "fps": 4}, "2", "`sampling_fps` must be a finite positive"),
         ({"frames": np.zeros((0, 8, 8, 3), np.uint8), "fps": 4}, 1.0, "zero frames"),
         ({"frames": np.zeros((4, 8, 8, 3), np.float32), "fps": 4}, 1.0, "uint8"),
         ({"frames": np.zeros((4, 8, 8), np.uint8), "fps": 4}, 1.0, r"\(T, H, W, 3\)"),

@@ -1,5 +1,6 @@
 import math
 import os
+import xml.etree.ElementTree as ElementTree
 
 import pytest
 from PIL import Image
@@ -119,3 +120,39 @@ def test_bad_input_raises_and_writes_nothing(tmp_path, detections, kwargs, messa
 def test_bad_output_path_raises(output_path):
     with pytest.raises(ValueError, match="`output_path`"):
         plot_timeline(DETECTIONS, output_path)
+
+
+def read_picture_format(path) -> str:
+    """What the bytes of a written picture are, judged by their content only."""
+    data = path.read_bytes()
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF"):
+        return "pdf"
+    root = ElementTree.fromstring(data)  # well-formed XML, or this raises
+    assert data.lstrip().startswith(b"<?xml") and b"<svg" in data
+    return "svg" if root.tag.endswith("svg") else "xml"
+
+
+@pytest.mark.parametrize(
+    "file_name, expected",
+    [("timeline.png", "png"), ("timeline.svg", "svg"), ("timeline.pdf", "pdf"), ("Timeline.SVG", "svg")],
+)
+def test_the_extension_chooses_the_picture_format(tmp_path, file_name, expected):
+    output_path = tmp_path / file_name
+    plot_timeline(DETECTIONS, output_path, duration=10.0, ground_truth=GROUND_TRUTH, title="demo")
+    assert read_picture_format(output_path) == expected
+    assert os.listdir(tmp_path) == [file_name]
+    if expected == "svg":
+        # the labels are real text in the SVG, not pixels
+        text = output_path.read_text(encoding="utf-8")
+        assert "<svg" in text and "GT: high jump" in text
+
+
+@pytest.mark.parametrize("file_name", ["timeline.jpg", "timeline", "timeline.svgz", "timeline.png.txt"])
+def test_other_extensions_are_refused_before_drawing_and_write_nothing(tmp_path, file_name):
+    extension = os.path.splitext(file_name)[1]
+    found = f"the extension '{extension}'" if extension else "no extension"
+    with pytest.raises(ValueError, match=rf"{file_name}' has {found}: .*PNG, SVG or PDF.*\.png, \.svg, \.pdf"):
+        plot_timeline(DETECTIONS, tmp_path / file_name)
+    assert os.listdir(tmp_path) == []

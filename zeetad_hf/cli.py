@@ -15,7 +15,7 @@ from transformers import pipeline
 from .file_utils import write_json_atomic
 from .processing_zeetad import validate_labels
 from .video_utils import probe_video, units_for_duration
-from .visualization import plot_timeline, validate_ground_truth
+from .visualization import plot_format, plot_timeline, validate_ground_truth
 
 
 TASK = "zero-shot-temporal-action-detection"
@@ -104,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--frame-batch-size", type=_positive_int, metavar="N", help="frames per vision-tower call (default: 32)"
     )
     detect.add_argument("--output", metavar="JSON", help="JSON file to write (default: print the JSON to stdout)")
-    detect.add_argument("--plot", metavar="PNG", help="timeline picture to write (one per video for several videos)")
+    detect.add_argument(
+        "--plot",
+        metavar="PICTURE",
+        help="timeline picture to write, as PNG, SVG or PDF by its extension (one per video for several videos)",
+    )
     detect.add_argument(
         "--ground-truth",
         metavar="JSON",
@@ -186,7 +190,7 @@ def plot_paths(plot: str, videos: Sequence[str]) -> dict[str, str]:
     if len(videos) == 1:
         return {videos[0]: plot}
     base = Path(plot)
-    paths = {video: str(base.with_name(f"{base.stem}_{Path(video).stem}{base.suffix or '.png'}")) for video in videos}
+    paths = {video: str(base.with_name(f"{base.stem}_{Path(video).stem}{base.suffix}")) for video in videos}
     if len(set(paths.values())) < len(paths):
         raise UsageError("--plot: several videos share a file name stem, so their plots would overwrite each other")
     return paths
@@ -249,7 +253,12 @@ def _detect(args: argparse.Namespace) -> None:
     if repeated:
         raise UsageError(f"video(s) given more than once: {', '.join(repeated)}")
     if args.ground_truth is not None and args.plot is None:
-        raise UsageError("--ground-truth is only drawn on the plot; add --plot PNG")
+        raise UsageError("--ground-truth is only drawn on the plot; add --plot PICTURE (.png, .svg or .pdf)")
+    if args.plot is not None:
+        try:
+            plot_format(args.plot)
+        except ValueError as error:
+            raise UsageError(f"--plot {error}") from None
     plots = plot_paths(args.plot, args.videos) if args.plot is not None else {}
     ground_truth = load_ground_truth(args.ground_truth, args.videos) if args.ground_truth is not None else {}
     durations = {video: probe_video(video).duration for video in args.videos}

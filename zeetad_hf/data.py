@@ -47,15 +47,18 @@ Validation (nothing is dropped without a count in the log of this module, `zeeta
   counts them. The real files hold such segments (THUMOS14: 30 annotated after the end of 5 videos; ActivityNet: 12
   zero-length ones), so load them with `invalid_segments="drop"`;
 - videos without a feature file raise a `ValueError` listing their ids, unless `missing_features="skip"`, which drops
-  them with a warning that counts them; feature files without an annotation entry are counted in a warning.
+  them with a warning that counts them; feature files without an annotation entry are counted in a warning;
+- a video id given twice in the annotation file (or in the video information CSV) raises a `ValueError` naming the
+  ids, unless `duplicate_videos="keep_last"`, which keeps the last entry of each (all that `json.load` would keep)
+  with a warning that counts them.
 
 Zero-shot protocol on the loaded datasets: [`filter_to_classes`] (seen classes for training, unseen classes for
-evaluation) and [`to_ground_truth`], which gives the ground-truth dict of [`~zeetad_hf.evaluation.temporal_action_map`]
-and of the helpers in [`zeetad_hf.zero_shot_splits`].
+evaluation; an annotation label that is in neither class list, e.g. a misspelling, raises a `ValueError` unless
+`unknown_labels="drop"`) and [`to_ground_truth`], which gives the ground-truth dict of
+[`~zeetad_hf.evaluation.temporal_action_map`] and of the helpers in [`zeetad_hf.zero_shot_splits`].
 """
 
 import csv
-import json
 import math
 import numbers
 import os
@@ -70,6 +73,8 @@ import torch
 from datasets import Dataset, DatasetDict, Features, List, Value
 from safetensors import SafetensorError, safe_open
 from transformers.utils import logging
+
+from .file_utils import read_json, repeated_json_keys
 
 
 logger = logging.get_logger(__name__)
@@ -261,14 +266,64 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _read_json(path: Path, name: str) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"`{name}` file not found: {path}")
-    with path.open(encoding="utf-8") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"`{name}` file {path} is not valid JSON: {error}") from error
+def _check_duplicate_videos(repeated: list[str], where: str, duplicate_videos: str) -> None:
+    """Raise on (or log) the video ids that one file gives more than once; the last entry of each is the one kept."""
+    if not repeated:
+        return
+    if duplicate_videos == "error":
+        raise ValueError(
+            f"{where}: {len(repeated)} video ids occur more than once (e.g. {repeated[:_MAX_LISTED]}); only the last "
+            'entry of each would be kept. Fix the file, or pass `duplicate_videos="keep_last"` to keep the last '
+            "entries (the count is logged)."
+        )
+    logger.warning(
+        f"{where}: {len(repeated)} video ids occur more than once; kept the last entry of each (e.g. "
+        f"{repeated[:_MAX_LISTED]})."
+    )
+
+
+def _read_database(annotation_path: str | os.PathLike, duplicate_videos: str) -> Mapping[str, Any]:
+    """The `"database"` object of an ActivityNet-format annotation file, its video ids checked for repeats."""
+    _check_choice("duplicate_videos", duplicate_videos, ("error", "keep_last"))
+    data = read_json(annotation_path, "annotation_path")
+    database = data.get("database") if isinstance(data, Mapping) else None
+    if not isinstance(database, Mapping):
+        raise ValueError(f'`annotation_path` {annotation_path}: expected a JSON object with a "database" object')
+    _check_duplicate_videos(
+        repeated_json_keys(database), f'`annotation_path` {annotation_path} ("database")', duplicate_videos
+    )
+    return database
+
+
+def _read_bmn_annotations(annotation_path: str | os.PathLike, duplicate_videos: str) -> Mapping[str, Any]:
+    """The video mapping of a BMN annotation file, its video ids checked for repeats."""
+    _check_choice("duplicate_videos", duplicate_videos, ("error", "keep_last"))
+    annotations = read_json(annotation_path, "annotation_path")
+    if not isinstance(annotations, Mapping):
+        raise ValueError(f"`annotation_path` {annotation_path}: expected a JSON object mapping video ids to videos")
+    _check_duplicate_videos(repeated_json_keys(annotations), f"`annotation_path` {annotation_path}", duplicate_videos)
+    return annotations
+
+
+def _read_video_subsets(video_info_csv: str | os.PathLike, duplicate_videos: str) -> dict[str, str]:
+    """`{video_id: subset}` from the `video` and `subset` columns of a video information CSV (repeats checked)."""
+    csv_path = Path(video_info_csv)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"`video_info_csv` file not found: {csv_path}")
+    with csv_path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing_columns = {"video", "subset"} - set(reader.fieldnames or [])
+        if missing_columns:
+            raise ValueError(f"`video_info_csv` {csv_path}: missing columns {sorted(missing_columns)}")
+        rows = [(row["video"], row["subset"]) for row in reader]
+    subsets_by_id = dict(rows)
+    if len(subsets_by_id) < len(rows):
+        counts: dict[str, int] = {}
+        for video_id, _ in rows:
+            counts[video_id] = counts.get(video_id, 0) + 1
+        repeated = [video_id for video_id, count in counts.items() if count > 1]
+        _check_duplicate_videos(repeated, f"`video_info_csv` {csv_path}", duplicate_videos)
+    return subsets_by_id
 
 
 def _parse_duration(video_id: str, value: Any, field: str) -> float:
@@ -537,6 +592,7 @@ def load_activitynet_style(
     subsets: Iterable[str] | None = None,
     missing_features: Literal["error", "skip"] = "error",
     invalid_segments: Literal["error", "drop"] = "error",
+    duplicate_videos: Literal["error", "keep_last"] = "error",
 ) -> DatasetDict:
     """Load an ActivityNet-format annotation file (e.g. ActionFormer's `thumos14.json`) and its feature files.
 
@@ -577,6 +633,10 @@ def load_activitynet_style(
             `"error"` raises a `ValueError` naming the segments with `start >= end` after clipping to the video;
             `"drop"` drops them and logs their count. The shared THUMOS14 file needs `"drop"` (30 segments annotated
             after the end of their video).
+        duplicate_videos (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError` naming the video ids that occur more than once in `"database"` (JSON keeps
+            only the last entry of a repeated key, so the others would silently vanish); `"keep_last"` keeps the last
+            entry of each and logs their count.
 
     Returns:
         [`~datasets.DatasetDict`]: one [`~datasets.Dataset`] per subset, in order of first appearance in the file, with
@@ -592,10 +652,7 @@ def load_activitynet_style(
     ['Test', 'Validation']
     ```
     """
-    data = _read_json(Path(annotation_path), "annotation_path")
-    database = data.get("database") if isinstance(data, Mapping) else None
-    if not isinstance(database, Mapping):
-        raise ValueError(f'`annotation_path` {annotation_path}: expected a JSON object with a "database" object')
+    database = _read_database(annotation_path, duplicate_videos)
     videos = []
     for video_id, entry in database.items():
         if not isinstance(entry, Mapping):
@@ -643,6 +700,7 @@ def load_bmn_style(
     subsets: Iterable[str] | None = None,
     missing_features: Literal["error", "skip"] = "error",
     invalid_segments: Literal["error", "drop"] = "error",
+    duplicate_videos: Literal["error", "keep_last"] = "error",
 ) -> DatasetDict:
     """Load BMN-format ActivityNet annotations (`anet_anno_action.json` + `anet_video_info.csv`) and feature files.
 
@@ -683,24 +741,18 @@ def load_bmn_style(
             `"error"` raises a `ValueError` naming the segments with `start >= end` after clipping to the video;
             `"drop"` drops them and logs their count. The shared ActivityNet file needs `"drop"` (12 zero-length
             segments).
+        duplicate_videos (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError` naming the video ids that occur more than once in the JSON file or in the
+            CSV (only the last entry of each would be kept); `"keep_last"` keeps the last entry of each and logs
+            their count.
 
     Returns:
         [`~datasets.DatasetDict`]: one [`~datasets.Dataset`] per subset, in order of first appearance in the CSV, with
         the features [`VIDEO_FEATURES`] and one row per video in CSV order.
     """
     _check_positive("fps", fps, allow_none=False)
-    annotations = _read_json(Path(annotation_path), "annotation_path")
-    if not isinstance(annotations, Mapping):
-        raise ValueError(f"`annotation_path` {annotation_path}: expected a JSON object mapping video ids to videos")
-    csv_path = Path(video_info_csv)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"`video_info_csv` file not found: {csv_path}")
-    with csv_path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing_columns = {"video", "subset"} - set(reader.fieldnames or [])
-        if missing_columns:
-            raise ValueError(f"`video_info_csv` {csv_path}: missing columns {sorted(missing_columns)}")
-        subsets_by_id = {row["video"]: row["subset"] for row in reader}
+    annotations = _read_bmn_annotations(annotation_path, duplicate_videos)
+    subsets_by_id = _read_video_subsets(video_info_csv, duplicate_videos)
 
     without_row = [video_id for video_id in annotations if video_id not in subsets_by_id]
     if without_row:
@@ -753,20 +805,60 @@ def load_bmn_style(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _check_unknown_labels(
+    annotations: list[list[dict[str, Any]]], video_ids: list[Any], known: set[str], unknown_labels: str
+) -> None:
+    """Raise on (or log) the annotations whose label is not in `known`, naming the labels and their videos."""
+    videos_of_label: dict[str, list[Any]] = {}
+    num_unknown = 0
+    for video_id, video_annotations in zip(video_ids, annotations):
+        for annotation in video_annotations:
+            if annotation["label"] not in known:
+                num_unknown += 1
+                videos = videos_of_label.setdefault(annotation["label"], [])
+                if video_id not in videos:
+                    videos.append(video_id)
+    if not num_unknown:
+        return
+    examples = "; ".join(
+        f"{label!r} in {len(videos)} videos (e.g. {videos[:3]})"
+        for label, videos in sorted(videos_of_label.items())[:_MAX_LISTED]
+    )
+    num_videos = len({video_id for videos in videos_of_label.values() for video_id in videos})
+    where = f"{num_unknown} annotations in {num_videos} videos"
+    labels = f"{len(videos_of_label)} labels in neither `classes` nor `excluded_classes`: {examples}"
+    if unknown_labels == "error":
+        raise ValueError(
+            f"{where} have one of {labels}. A label in no class list is usually a misspelling. Fix the annotation "
+            'file, add the classes to `excluded_classes` to drop them on purpose, or pass `unknown_labels="drop"` to '
+            "drop them (the count is logged)."
+        )
+    logger.warning(f"Dropped {where} with one of {labels}.")
+
+
 def filter_to_classes(
-    dataset: Dataset | DatasetDict, classes: Iterable[str], *, drop_empty: bool
+    dataset: Dataset | DatasetDict,
+    classes: Iterable[str],
+    *,
+    drop_empty: bool,
+    excluded_classes: Iterable[str] | None = None,
+    unknown_labels: Literal["error", "drop"] = "error",
 ) -> Dataset | DatasetDict:
     """Keep only the annotations of `classes`, the zero-shot protocol step on a loaded dataset.
 
-    - Training (`drop_empty=True`, `classes` = the seen classes of a split): every other annotation is dropped, then
-      every video left without annotations, so that no unseen-class segment reaches training.
-    - Evaluation (`drop_empty=False`, `classes` = the unseen classes): every video is kept, with only its unseen-class
-      annotations; all videos of the evaluation subset are scored and predictions on a video without ground truth of
-      their class count as false positives.
+    - Training (`drop_empty=True`, `classes` = the seen classes of a split, `excluded_classes` = the unseen ones):
+      every other annotation is dropped, then every video left without annotations, so that no unseen-class segment
+      reaches training.
+    - Evaluation (`drop_empty=False`, `classes` = the unseen classes, `excluded_classes` = the seen ones): every video
+      is kept, with only its unseen-class annotations; all videos of the evaluation subset are scored and predictions
+      on a video without ground truth of their class count as false positives.
 
-    The numbers of dropped annotations and videos are logged at INFO level; class names that occur in no annotation
-    (usually a misspelling) are logged as a warning. The mirror functions on ground-truth dicts are
-    [`~zeetad_hf.zero_shot_splits.restrict_to_seen`] and [`~zeetad_hf.zero_shot_splits.restrict_ground_truth`].
+    An annotation whose label is in neither list (a misspelling, or a class missing from the split's lists) raises a
+    `ValueError` naming the labels and their videos, unless `unknown_labels="drop"`: without `excluded_classes`, that
+    is every annotation outside `classes`. The numbers of dropped annotations and videos are logged at INFO level;
+    class names that occur in no annotation (usually a misspelling) are logged as a warning. The mirror functions on
+    ground-truth dicts are [`~zeetad_hf.zero_shot_splits.restrict_to_seen`] and
+    [`~zeetad_hf.zero_shot_splits.restrict_ground_truth`].
 
     Args:
         dataset ([`~datasets.Dataset`] or [`~datasets.DatasetDict`]):
@@ -776,6 +868,12 @@ def filter_to_classes(
             Class names to keep, spelled exactly as the annotation labels.
         drop_empty (`bool`):
             Whether to drop the videos left without annotations.
+        excluded_classes (`Iterable[str]`, *optional*):
+            Class names whose annotations are dropped on purpose (the other side of the split), disjoint from
+            `classes`. `None` means that every annotation is expected to be of `classes`.
+        unknown_labels (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError` naming the labels in neither `classes` nor `excluded_classes` and their
+            videos; `"drop"` drops their annotations too, with a warning that counts them.
 
     Returns:
         [`~datasets.Dataset`] or [`~datasets.DatasetDict`]: a new dataset of the same type and features.
@@ -788,22 +886,39 @@ def filter_to_classes(
 
     >>> thumos = load_activitynet_style("thumos14.json", "i3d_features/", invalid_segments="drop")
     >>> seen, unseen = load_zero_shot_split("thumos14", "75_25", split=0)
-    >>> train_dataset = filter_to_classes(thumos["Validation"], seen, drop_empty=True)
-    >>> eval_dataset = filter_to_classes(thumos["Test"], unseen, drop_empty=False)
+    >>> train_dataset = filter_to_classes(thumos["Validation"], seen, drop_empty=True, excluded_classes=unseen)
+    >>> eval_dataset = filter_to_classes(thumos["Test"], unseen, drop_empty=False, excluded_classes=seen)
     ```
     """
     # a bare string would silently become a set of characters
-    if isinstance(classes, str):
-        raise ValueError(f"`classes` must be an iterable of class names, not the string {classes!r}")
+    for name, value in (("classes", classes), ("excluded_classes", excluded_classes)):
+        if isinstance(value, str):
+            raise ValueError(f"`{name}` must be an iterable of class names, not the string {value!r}")
+    _check_choice("unknown_labels", unknown_labels, ("error", "drop"))
     class_set = set(classes)
+    excluded_set = set(excluded_classes) if excluded_classes is not None else set()
+    both = sorted(class_set & excluded_set)
+    if both:
+        raise ValueError(f"`classes` and `excluded_classes` must be disjoint; both hold {both[:_MAX_LISTED]}")
     if isinstance(dataset, DatasetDict):
         return DatasetDict(
-            {name: filter_to_classes(split, class_set, drop_empty=drop_empty) for name, split in dataset.items()}
+            {
+                name: filter_to_classes(
+                    split,
+                    class_set,
+                    drop_empty=drop_empty,
+                    excluded_classes=excluded_set,
+                    unknown_labels=unknown_labels,
+                )
+                for name, split in dataset.items()
+            }
         )
     if not isinstance(dataset, Dataset) or "annotations" not in dataset.column_names:
         raise ValueError('`dataset` must be a `Dataset` or `DatasetDict` with an "annotations" column')
 
     annotations = list(dataset["annotations"])
+    video_ids = list(dataset["video_id"]) if "video_id" in dataset.column_names else list(range(dataset.num_rows))
+    _check_unknown_labels(annotations, video_ids, class_set | excluded_set, unknown_labels)
     present = {annotation["label"] for video_annotations in annotations for annotation in video_annotations}
     absent = sorted(class_set - present)
     if absent:
@@ -931,7 +1046,11 @@ def load_benchmark(
 
 
 def load_benchmark_ground_truth(
-    dataset: str, annotations: str | os.PathLike, video_info: str | os.PathLike | None = None
+    dataset: str,
+    annotations: str | os.PathLike,
+    video_info: str | os.PathLike | None = None,
+    *,
+    duplicate_videos: Literal["error", "keep_last"] = "error",
 ) -> dict[str, Any]:
     r"""
     The evaluation ground truth of a benchmark straight from its annotation file, as the official evaluator reads it.
@@ -940,6 +1059,17 @@ def load_benchmark_ground_truth(
     is dropped for a missing feature file, so the numbers are those of the raw files. THUMOS14 files are already in
     the ActivityNet format; ActivityNet's BMN JSON gets its subsets from the `video_info` CSV.
 
+    Args:
+        dataset (`str`):
+            `"thumos14"` or `"activitynet"`.
+        annotations (`str` or `os.PathLike`):
+            The annotation file.
+        video_info (`str` or `os.PathLike`, *optional*):
+            ActivityNet's video information CSV (required for `"activitynet"`).
+        duplicate_videos (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError` naming the video ids that occur more than once in a file (only the last
+            entry of each would be kept); `"keep_last"` keeps the last entry of each and logs their count.
+
     Returns:
         `dict[str, Any]`: `{"database": {video_id: {"subset", "duration", "annotations": [{"label", "segment"}]}}}`
         with the videos of the evaluation subset only.
@@ -947,15 +1077,13 @@ def load_benchmark_ground_truth(
     if dataset not in BENCHMARKS:
         raise ValueError(f"`dataset` must be one of {sorted(BENCHMARKS)}, got {dataset!r}.")
     eval_subset = BENCHMARKS[dataset][1]
-    with open(annotations, encoding="utf-8") as handle:
-        data = json.load(handle)
     if dataset == "thumos14":
-        videos = data["database"]
+        videos = _read_database(annotations, duplicate_videos)
     elif video_info is None:
         raise ValueError("ActivityNet needs `video_info`, the CSV that gives every video its subset.")
     else:
-        with open(video_info, encoding="utf-8", newline="") as handle:
-            subsets = {row["video"]: row["subset"] for row in csv.DictReader(handle)}
+        data = _read_bmn_annotations(annotations, duplicate_videos)
+        subsets = _read_video_subsets(video_info, duplicate_videos)
         videos = {
             video_id: {"subset": subsets[video_id], "duration": video["duration_second"], **video}
             for video_id, video in data.items()

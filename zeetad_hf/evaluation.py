@@ -16,24 +16,40 @@ ActivityNet validation set). The official semantics, all kept here:
   class, including videos outside the evaluated subset, are false positives;
 - AP is the all-point interpolated area under the precision envelope (VOC 2010+), with recall over every ground-truth
   instance of the class (duplicates included).
+
+Inputs that the official evaluator scores without a word but that are almost always mistakes raise a `ValueError` by
+default, each with an opt-out that restores the official behaviour: predictions on video ids that are not in the
+ground truth (e.g. `"video_test_0000004.mp4"`; `unknown_videos="false_positive"`), and a JSON file that gives a video
+id twice (`json.load` keeps the last entry only; `duplicate_videos="keep_last"`). tIoU thresholds outside `(0, 1]`
+are always an error.
 """
 
-import json
 import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from transformers.utils import logging
 
+from .file_utils import read_json, repeated_json_keys
 from .zero_shot_splits import restrict_ground_truth
+
+
+logger = logging.get_logger(__name__)
 
 
 # Tolerance (seconds) of the optional ActionFormer-style ground-truth de-duplication.
 _DEDUP_TOLERANCE = 1e-3
 # (prediction, ground truth) pairs materialised at once during matching: ~100 MB of temporaries.
 _PAIRS_PER_CHUNK = 1_000_000
+# Video ids quoted in an error message; the total count is always given.
+_MAX_LISTED = 5
+# The ActivityNet structures, quoted when an input has another shape.
+_EXPECTED_FORMATS = {
+    "database": '{"database": {video_id: {"subset": str, "annotations": [{"label": str, "segment": [start, end]}]}}}',
+    "results": '{"results": {video_id: [{"label": str, "score": float, "segment": [start, end]}]}}',
+}
 
 
 def _is_number(value: Any) -> bool:
@@ -41,20 +57,139 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _load_videos(data: Mapping[str, Any] | str | os.PathLike, name: str, key: str) -> Mapping[str, Any]:
-    """Return `data[key]` (the per-video mapping) from a loaded structure or from a JSON file."""
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}")
+
+
+def _load_videos(
+    data: Mapping[str, Any] | str | os.PathLike, name: str, key: str, duplicate_videos: str = "error"
+) -> Mapping[str, Any]:
+    """Return `data[key]` (the per-video mapping) from a loaded structure or from a JSON file, whose video ids must
+    not repeat unless `duplicate_videos="keep_last"`."""
+    _check_choice("duplicate_videos", duplicate_videos, ("error", "keep_last"))
+    source = f"`{name}`"
     if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        if not path.is_file():
-            raise FileNotFoundError(f"`{name}` file not found: {path}")
-        with path.open(encoding="utf-8") as handle:
-            try:
-                data = json.load(handle)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"`{name}` file {path} is not valid JSON: {error}") from error
+        source = f"`{name}` file {os.fspath(data)}"
+        data = read_json(data, name)
     if not isinstance(data, Mapping) or not isinstance(data.get(key), Mapping):
-        raise ValueError(f'`{name}` must be a mapping (or a path to a JSON file) with a "{key}" mapping of videos')
+        if isinstance(data, Mapping):
+            found = f"a mapping with the keys {sorted(map(str, data))[:10]}"
+        else:
+            found = f"a {type(data).__name__}"
+        raise ValueError(
+            f"{source} must be a mapping (or a path to a JSON file) in the ActivityNet format "
+            f"{_EXPECTED_FORMATS[key]}, got {found}"
+        )
+    repeated = repeated_json_keys(data[key])
+    if repeated:
+        where = f'{source}: {len(repeated)} video ids occur more than once in "{key}" (e.g. {repeated[:_MAX_LISTED]})'
+        if duplicate_videos == "error":
+            raise ValueError(
+                f"{where}; JSON keeps only the last entry of each, so the others would be silently discarded. Fix the "
+                'file, or pass `duplicate_videos="keep_last"` to keep the last entries (as the official evaluator '
+                "does)."
+            )
+        logger.warning(f"{where}; kept the last entry of each.")
     return data[key]
+
+
+def load_predictions(
+    predictions: Mapping[str, Any] | str | os.PathLike,
+    *,
+    duplicate_videos: Literal["error", "keep_last"] = "error",
+) -> Mapping[str, Any]:
+    r"""
+    The per-video detections `{video_id: [{"label", "score", "segment"}, ...]}` of an ActivityNet submission.
+
+    Args:
+        predictions (`Mapping[str, Any]` or `str` or `os.PathLike`):
+            `{"results": {video_id: [{"label": str, "score": float, "segment": [start, end]}, ...]}}`, or the path of
+            a JSON file holding it (other top-level keys such as `"version"` are ignored).
+        duplicate_videos (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises a `ValueError` naming the video ids that the file gives more than once (JSON keeps only
+            the last entry of each); `"keep_last"` keeps the last entry of each, as the official evaluator does.
+
+    Returns:
+        `Mapping[str, Any]`: the `"results"` mapping.
+
+    Raises:
+        `FileNotFoundError`: if the file does not exist.
+        `ValueError`: naming the file, if it is not JSON, is not a mapping with a `"results"` mapping (e.g. a JSON
+        list of detections), or repeats a video id.
+    """
+    return _load_videos(predictions, "predictions", "results", duplicate_videos)
+
+
+def validate_tiou_thresholds(tiou_thresholds: Sequence[float] | np.ndarray) -> np.ndarray:
+    r"""
+    Check temporal IoU thresholds and return them as an array.
+
+    Args:
+        tiou_thresholds (`Sequence[float]` or `np.ndarray`):
+            The thresholds, each in `(0, 1]` (a tIoU is a fraction: 0.5, not 50).
+
+    Returns:
+        `np.ndarray` of shape `(num_thresholds,)`, float64, in the given order.
+
+    Raises:
+        `ValueError`: naming `tiou_thresholds`, if they are empty, not a 1-D sequence of finite numbers, or if some lie
+        outside `(0, 1]` (the message lists those): with a threshold above 1 nothing can match, so every AP would be
+        0; with one at or below 0 every overlap would match.
+    """
+    try:
+        thresholds = np.array(tiou_thresholds, dtype=np.float64)
+    except (TypeError, ValueError):
+        thresholds = None
+    if thresholds is None or thresholds.ndim != 1 or len(thresholds) == 0 or not np.isfinite(thresholds).all():
+        raise ValueError(
+            f"`tiou_thresholds` must be a non-empty 1-D sequence of finite numbers, got {tiou_thresholds!r}"
+        )
+    outside = thresholds[~((thresholds > 0) & (thresholds <= 1))]
+    if len(outside):
+        raise ValueError(
+            f"`tiou_thresholds` must lie in (0, 1] (a temporal IoU is a fraction, e.g. 0.5 rather than 50), got "
+            f"{outside.tolist()} among {thresholds.tolist()}"
+        )
+    return thresholds
+
+
+def _spelling_hint(video_id: str, database: Mapping[str, Any]) -> str | None:
+    """How `video_id` matches a ground-truth video id, when a common spelling difference is all that separates them."""
+    stem = os.path.splitext(os.path.basename(video_id))[0]
+    candidates = [(stem, "without its folder and file extension")]
+    candidates.append((f"v_{video_id}", "with the `v_` prefix of ActivityNet ids"))
+    if video_id.startswith("v_"):
+        candidates.append((video_id[2:], "without the `v_` prefix"))
+    for candidate, change in candidates:
+        if candidate != video_id and candidate in database:
+            return f"{video_id!r} is {candidate!r} {change}"
+    return None
+
+
+def _check_prediction_videos(results: Mapping[str, Any], database: Mapping[str, Any], unknown_videos: str) -> None:
+    """Raise, unless `unknown_videos="false_positive"`, when predictions name videos that the ground truth lacks."""
+    _check_choice("unknown_videos", unknown_videos, ("error", "false_positive"))
+    if unknown_videos == "false_positive":
+        return
+    unknown = [video_id for video_id in results if video_id not in database]
+    if not unknown:
+        return
+    message = (
+        f"{len(unknown)} of {len(results)} prediction videos are not in the ground truth (e.g. "
+        f"{unknown[:_MAX_LISTED]}), so every prediction on them would be a false positive."
+    )
+    hints = [hint for hint in (_spelling_hint(str(video_id), database) for video_id in unknown) if hint]
+    if hints:
+        message += (
+            f" {len(hints)} of them match a ground-truth video once spelled differently ("
+            + "; ".join(hints[:3])
+            + "): name predictions by the ground truth's video ids."
+        )
+    raise ValueError(
+        message + ' Pass `unknown_videos="false_positive"` to score them as false positives, as the official '
+        "evaluator does."
+    )
 
 
 def _segment_error(segment: Any) -> str | None:
@@ -411,6 +546,8 @@ def temporal_action_map(
     dedup_ground_truth: bool = False,
     unknown_label: Literal["error", "ignore"] = "error",
     ignore_labels: Iterable[str] | None = ("Ambiguous",),
+    unknown_videos: Literal["error", "false_positive"] = "error",
+    duplicate_videos: Literal["error", "keep_last"] = "error",
 ) -> dict[str, Any]:
     """Detection mAP at temporal IoU thresholds with the semantics of the official ActivityNet evaluator.
 
@@ -428,8 +565,9 @@ def temporal_action_map(
             ...]}}`, or the path of a JSON file holding it. Video ids must be spelled as in the ground truth (ActivityNet
             ids with or without the `v_` prefix, consistently).
         tiou_thresholds (`Sequence[float]` or `np.ndarray`):
-            Temporal IoU thresholds, e.g. `[0.3, 0.4, 0.5, 0.6, 0.7]` for THUMOS14 or `np.linspace(0.5, 0.95, 10)` for
-            ActivityNet. A prediction matches a ground-truth segment when `tIoU >= threshold`.
+            Temporal IoU thresholds in `(0, 1]`, e.g. `[0.3, 0.4, 0.5, 0.6, 0.7]` for THUMOS14 or
+            `np.linspace(0.5, 0.95, 10)` for ActivityNet. A prediction matches a ground-truth segment when
+            `tIoU >= threshold`. Values outside `(0, 1]` (e.g. percentages) raise a `ValueError` naming them.
         subset (`str`, *optional*):
             Evaluate only the ground-truth videos whose `"subset"` equals this string (exact, case-sensitive:
             `"Test"` for THUMOS14, `"validation"` for ActivityNet). `None` evaluates every video. Predictions on other
@@ -445,6 +583,15 @@ def temporal_action_map(
         ignore_labels (`Iterable[str]`, *optional*, defaults to `("Ambiguous",)`):
             Labels removed from the ground truth before the class set is built (THUMOS14 `Ambiguous`); predictions with
             these labels are dropped silently. `None` keeps every label.
+        unknown_videos (`str`, *optional*, defaults to `"error"`):
+            What to do with predictions on video ids that the ground truth does not hold at all (videos of another
+            subset of the ground truth are not unknown): `"error"` raises a `ValueError` naming a few of them, with a
+            hint when removing a file extension (`"video_test_0000004.mp4"`) or adding/removing ActivityNet's `v_`
+            prefix would match; `"false_positive"` scores them as false positives, as the official evaluator does.
+        duplicate_videos (`str`, *optional*, defaults to `"error"`):
+            For inputs given as JSON files: `"error"` raises a `ValueError` naming the video ids that a file gives
+            more than once (JSON keeps only the last entry of a repeated key); `"keep_last"` keeps the last entry, as
+            the official evaluator does.
 
     Returns:
         `dict[str, Any]` with
@@ -466,22 +613,16 @@ def temporal_action_map(
     ([1.0, 0.0], 0.5)
     ```
     """
-    try:
-        thresholds = np.array(tiou_thresholds, dtype=np.float64)
-    except (TypeError, ValueError):
-        thresholds = None
-    if thresholds is None or thresholds.ndim != 1 or len(thresholds) == 0 or not np.isfinite(thresholds).all():
-        raise ValueError(
-            f"`tiou_thresholds` must be a non-empty 1-D sequence of finite numbers, got {tiou_thresholds!r}"
-        )
+    thresholds = validate_tiou_thresholds(tiou_thresholds)
     if unknown_label not in ("error", "ignore"):
         raise ValueError(f'`unknown_label` must be "error" or "ignore", got {unknown_label!r}')
     if isinstance(ignore_labels, str):
         raise ValueError(f"`ignore_labels` must be an iterable of labels, not the string {ignore_labels!r}")
     ignored = set(ignore_labels) if ignore_labels is not None else set()
 
-    database = _load_videos(ground_truth, "ground_truth", "database")
-    results = _load_videos(predictions, "predictions", "results")
+    database = _load_videos(ground_truth, "ground_truth", "database", duplicate_videos)
+    results = _load_videos(predictions, "predictions", "results", duplicate_videos)
+    _check_prediction_videos(results, database, unknown_videos)
     video_index, class_index, gt_video, gt_class, gt_segments = _parse_ground_truth(
         database, subset, ignored, dedup_ground_truth
     )
@@ -543,14 +684,20 @@ def temporal_action_map(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def videos_holding_only(ground_truth: Mapping[str, Any] | str | os.PathLike, classes: Iterable[str]) -> list[str]:
+def videos_holding_only(
+    ground_truth: Mapping[str, Any] | str | os.PathLike,
+    classes: Iterable[str],
+    *,
+    duplicate_videos: Literal["error", "keep_last"] = "error",
+) -> list[str]:
     """Ids of the ground-truth videos that hold at least one annotation and only annotations of `classes`.
 
     With the unseen classes of a split these are the videos on which "none of the candidates" never happens: the
     unseen-class mAP restricted to them measures zero-shot recognition without the off-list actions of other videos.
+    A ground-truth JSON file that gives a video id twice raises a `ValueError` unless `duplicate_videos="keep_last"`.
     """
     class_set = set(classes)
-    database = _load_videos(ground_truth, "ground_truth", "database")
+    database = _load_videos(ground_truth, "ground_truth", "database", duplicate_videos)
     return [
         video_id
         for video_id, video in database.items()
@@ -565,6 +712,8 @@ def instance_detection_rate(
     label: str | None = None,
     score_threshold: float = 0.5,
     tiou_threshold: float = 0.5,
+    *,
+    duplicate_videos: Literal["error", "keep_last"] = "error",
 ) -> dict[str, Any]:
     r"""
     The fraction of the ground-truth instances of `target_class` that some prediction on the same video covers with a
@@ -589,6 +738,8 @@ def instance_detection_rate(
             Score from which a prediction counts as a detection, in `[0, 1]`.
         tiou_threshold (`float`, *optional*, defaults to 0.5):
             Temporal IoU from which a prediction covers an instance, in `(0, 1]`.
+        duplicate_videos (`str`, *optional*, defaults to `"error"`):
+            For JSON file inputs: `"error"` raises on a video id given twice, `"keep_last"` keeps the last entry.
 
     Returns:
         `dict[str, Any]`: `{"instances": int, "detected": int, "rate": float | None}` (`rate` is
@@ -598,8 +749,8 @@ def instance_detection_rate(
         raise ValueError(f"`score_threshold` must be in [0, 1], got {score_threshold!r}.")
     if not 0.0 < tiou_threshold <= 1.0:
         raise ValueError(f"`tiou_threshold` must be in (0, 1], got {tiou_threshold!r}.")
-    database = _load_videos(ground_truth, "ground_truth", "database")
-    results = _load_videos(predictions, "predictions", "results")
+    database = _load_videos(ground_truth, "ground_truth", "database", duplicate_videos)
+    results = _load_videos(predictions, "predictions", "results", duplicate_videos)
     instances = detected = 0
     for video_id, video in database.items():
         targets = np.array(
@@ -635,14 +786,20 @@ def harmonic_mean(first: float, second: float) -> float:
 
 
 def score_predictions(
-    ground_truth: Mapping[str, Any], results: Mapping[str, list], classes: Sequence[str], tiou_thresholds
+    ground_truth: Mapping[str, Any],
+    results: Mapping[str, list],
+    classes: Sequence[str],
+    tiou_thresholds,
+    *,
+    unknown_videos: Literal["error", "false_positive"] = "error",
 ) -> dict[str, Any]:
     r"""
     mAP of `results` against the ground truth restricted to `classes` (every video of `ground_truth` is scored).
 
     Classes of `classes` without any ground-truth instance in these videos are not part of the official class set;
     their predictions are ignored (the official evaluator would raise) and the classes are listed in
-    `"classes_without_ground_truth"`.
+    `"classes_without_ground_truth"`. Predictions on videos that `ground_truth` does not hold raise a `ValueError`
+    unless `unknown_videos="false_positive"` (see [`~zeetad_hf.evaluation.temporal_action_map`]).
 
     Returns:
         `dict`: the output of [`~zeetad_hf.evaluation.temporal_action_map`] plus `"classes_without_ground_truth"`.
@@ -650,7 +807,11 @@ def score_predictions(
     restricted = restrict_ground_truth(ground_truth, classes)
     present = {item["label"] for video in restricted["database"].values() for item in video["annotations"]}
     metrics = temporal_action_map(
-        restricted, {"results": dict(results)}, tiou_thresholds=list(tiou_thresholds), unknown_label="ignore"
+        restricted,
+        {"results": dict(results)},
+        tiou_thresholds=list(tiou_thresholds),
+        unknown_label="ignore",
+        unknown_videos=unknown_videos,
     )
     metrics["classes_without_ground_truth"] = [name for name in classes if name not in present]
     return metrics

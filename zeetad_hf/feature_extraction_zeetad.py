@@ -1,17 +1,29 @@
 """Video-side preprocessing of ZEETAD: CLIP frame preprocessing in batches, feature padding, temporal windows."""
 
 import math
+import numbers
 
 import numpy as np
 import torch
 from transformers import FeatureExtractionMixin
 
-from .video_utils import resize_rgb_frames
+from .video_utils import resize_rgb_frames, validate_sampling_fps
 
 
 # OpenAI CLIP's normalisation statistics (the values of `transformers.image_utils.OPENAI_CLIP_MEAN/STD`).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _check_window_overlap(window_overlap: float) -> None:
+    """Raise a `ValueError` naming `window_overlap` unless it is a number in `[0, 1)` (not a string or a `bool`)."""
+    # `not 0 <= x < 1` rejects NaN too; the type check comes first so that a string ("0.5") is named, not compared
+    if (
+        isinstance(window_overlap, bool)
+        or not isinstance(window_overlap, numbers.Real)
+        or not 0.0 <= window_overlap < 1.0
+    ):
+        raise ValueError(f"`window_overlap` must be a number in [0, 1), got {window_overlap!r}.")
 
 
 class ZeetadFeatureExtractor(FeatureExtractionMixin):
@@ -35,9 +47,9 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
 
     Args:
         sampling_fps (`float`, *optional*, defaults to 1.0):
-            Temporal units per second of raw video; unit `i` covers `[i / r, (i + 1) / r)` seconds. 1 unit per second
-            matches the granularity of action boundaries in THUMOS14/ActivityNet well enough while keeping the CLIP
-            vision cost at one image per second of video.
+            Temporal units per second of raw video, a finite number `> 0`; unit `i` covers `[i / r, (i + 1) / r)`
+            seconds. 1 unit per second matches the granularity of action boundaries in THUMOS14/ActivityNet well
+            enough while keeping the CLIP vision cost at one image per second of video.
         size (`dict[str, int]`, *optional*, defaults to `{"shortest_edge": 224}`):
             Target of the aspect-preserving resize (the longer edge becomes `int(shortest_edge * long / short)`).
         crop_size (`dict[str, int]`, *optional*, defaults to `{"height": 224, "width": 224}`):
@@ -52,7 +64,7 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
             Longest sequence of units run through the model at once; longer videos are cut into overlapping windows
             (2304 units = 38.4 minutes at 1 unit per second).
         window_overlap (`float`, *optional*, defaults to 0.25):
-            Fraction of `max_units` shared by consecutive windows, in `[0, 1)`.
+            Fraction of `max_units` shared by consecutive windows, a number in `[0, 1)`.
         padding_value (`float`, *optional*, defaults to 0.0):
             Value of padded feature positions.
     """
@@ -86,8 +98,7 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
 
     def validate(self) -> None:
         """Check every field; raises `ValueError` naming the field and its value."""
-        if isinstance(self.sampling_fps, bool) or not self.sampling_fps > 0:
-            raise ValueError(f"`sampling_fps` must be positive, got {self.sampling_fps!r}.")
+        validate_sampling_fps(self.sampling_fps)
         if set(self.size) != {"shortest_edge"} or not self.size["shortest_edge"] >= 1:
             raise ValueError(f"`size` must be {{'shortest_edge': positive int}}, got {self.size!r}.")
         if set(self.crop_size) != {"height", "width"} or min(self.crop_size.values()) < 1:
@@ -103,8 +114,7 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
             )
         if isinstance(self.max_units, bool) or not isinstance(self.max_units, int) or self.max_units < 1:
             raise ValueError(f"`max_units` must be a positive integer, got {self.max_units!r}.")
-        if not 0.0 <= self.window_overlap < 1.0:
-            raise ValueError(f"`window_overlap` must be in [0, 1), got {self.window_overlap!r}.")
+        _check_window_overlap(self.window_overlap)
 
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
         """`(height, width)` after resizing the shortest edge, rounded like transformers' CLIP image processor."""
@@ -218,8 +228,7 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
         window_overlap = self.window_overlap if window_overlap is None else window_overlap
         if isinstance(max_units, bool) or not isinstance(max_units, int) or max_units < 1:
             raise ValueError(f"`max_units` must be a positive integer, got {max_units!r}.")
-        if not 0.0 <= window_overlap < 1.0:
-            raise ValueError(f"`window_overlap` must be in [0, 1), got {window_overlap!r}.")
+        _check_window_overlap(window_overlap)
         if num_units < 1:
             raise ValueError(f"`num_units` must be at least 1, got {num_units}.")
         if num_units <= max_units:

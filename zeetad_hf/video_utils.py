@@ -7,6 +7,10 @@ nearest to the unit centre `(i + 0.5) / r` (ties go to the earlier frame). A vid
 frame counts times a nominal frame rate, so they are right for any source frame rate and for variable frame rate
 files; time 0 is the stream's start time.
 
+Frames are shown upright: a stream's display matrix (the rotation phones record instead of rotating the pixels,
+e.g. -90 degrees for a portrait video, and mirror flags) is applied to every decoded frame, as players and the
+`ffmpeg` command line apply it, and [`probe_video`] reports the displayed width and height.
+
 Frames can be resized while they are decoded (`frame_size` of [`~VideoFrameSampler.iter_chunks`]) with FFmpeg's own
 scaler, [`resize_rgb_frames`], the one resize of the package: the feature extractor uses it as well, so a video gives
 the same pixels whether it is resized by the decoder or afterwards.
@@ -33,6 +37,10 @@ VideoInput = str | os.PathLike | BinaryIO | dict
 # reported as truncated. Declared and decoded ends of healthy files differ by at most a frame or two.
 TRUNCATION_TOLERANCE_SECONDS = 0.5
 
+# Right-angle rotations and mirrors give display matrices with exact zeros; entries further from zero than this
+# (relative to the largest one) mean another angle.
+_DISPLAY_MATRIX_TOLERANCE = 1e-3
+
 # swscale's bicubic filter, widened when shrinking, so antialiased like the PIL bicubic of CLIP's reference
 # preprocessing. On decoded video it stays within 3 (320x240 source) to 6 (1280x720) uint8 levels of antialiased
 # bicubic in torch/PIL, 0.3-0.6 levels on average (tests/test_feature_extraction_zeetad.py).
@@ -54,9 +62,15 @@ class VideoInfo:
         num_frames (`int`, *optional*):
             Declared number of frames, `None` when unknown.
         width (`int`):
-            Frame width in pixels.
+            Width in pixels of the frames as displayed (after the display rotation, so the decoded frames' height
+            when it is 90 or -90 degrees).
         height (`int`):
-            Frame height in pixels.
+            Height in pixels of the frames as displayed.
+        display_rotation (`int`, *optional*, defaults to 0):
+            Counter-clockwise rotation in degrees, in `[-180, 180]`, by which the stream's display matrix turns the
+            decoded frames upright (FFmpeg's `av_display_rotation_get`, the `rotation` of PyAV's frames; -90 for a
+            typical portrait phone video). Decoded frames are returned already turned (and mirrored, if the matrix
+            also flips them).
     """
 
     name: str
@@ -65,6 +79,7 @@ class VideoInfo:
     num_frames: int | None
     width: int
     height: int
+    display_rotation: int = 0
 
 
 def describe_video_input(video: VideoInput) -> str:
@@ -76,10 +91,29 @@ def describe_video_input(video: VideoInput) -> str:
     return str(getattr(video, "name", f"<{type(video).__name__} file object>"))
 
 
-def _check_sampling_fps(sampling_fps: float) -> None:
-    # `not x > 0` instead of `x <= 0` so that NaN is rejected too
-    if isinstance(sampling_fps, bool) or not isinstance(sampling_fps, numbers.Real) or not sampling_fps > 0:
-        raise ValueError(f"`sampling_fps` must be a positive number, got {sampling_fps!r}.")
+def validate_sampling_fps(sampling_fps: float) -> float:
+    r"""
+    Check a sampling rate of temporal units per second and return it as a `float`.
+
+    Args:
+        sampling_fps (`float`):
+            Units per second; a finite number `> 0` (not a `bool`).
+
+    Returns:
+        `float`: `sampling_fps`.
+
+    Raises:
+        `ValueError`: naming `sampling_fps`, for anything else (`0`, negative numbers, NaN, infinity, strings).
+    """
+    # `not x > 0` instead of `x <= 0` so that NaN is rejected too; an infinite rate has no time step
+    if (
+        isinstance(sampling_fps, bool)
+        or not isinstance(sampling_fps, numbers.Real)
+        or not sampling_fps > 0
+        or not math.isfinite(sampling_fps)
+    ):
+        raise ValueError(f"`sampling_fps` must be a finite positive number, got {sampling_fps!r}.")
+    return float(sampling_fps)
 
 
 def _raw_frames(video: dict) -> tuple[np.ndarray, float]:
@@ -145,6 +179,70 @@ def _open_container(video: VideoInput, name: str):
     return container
 
 
+@dataclass(frozen=True)
+class _DisplayOrientation:
+    """How to turn a decoded frame upright: swap its axes, then flip its rows and/or its columns."""
+
+    rotation: int
+    transpose: bool
+    flip_rows: bool
+    flip_columns: bool
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        """The `(H, W, 3)` frame as displayed (a view: no pixel is copied)."""
+        if self.transpose:
+            array = array.transpose(1, 0, 2)
+        if self.flip_rows:
+            array = array[::-1]
+        if self.flip_columns:
+            array = array[:, ::-1]
+        return array
+
+
+def _display_orientation(frame, name: str) -> _DisplayOrientation | None:
+    r"""
+    The display matrix of a decoded PyAV frame as a [`_DisplayOrientation`], `None` without one (or for the identity).
+
+    FFmpeg's matrix `[[a, b, u], [c, d, v], [x, y, w]]` (16.16 fixed point) maps the pixel `(p, q)` (column, row) of
+    the decoded frame to `(a p + c q + x, b p + d q + y)` on the display. A right-angle rotation with mirrors has
+    either `b = c = 0` (columns flip when `a < 0`, rows when `d < 0`) or `a = d = 0` (axes swap; then columns flip
+    when `c < 0`, rows when `b < 0`), which are the filters that the `ffmpeg` command line inserts. Any other angle
+    raises `ValueError`.
+    """
+    side_data = frame.side_data.get("DISPLAYMATRIX")
+    if side_data is None:
+        return None
+    matrix = np.frombuffer(bytes(side_data), dtype="<i4", count=9).astype(np.float64)
+    a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4]
+    # av_display_rotation_get: the counter-clockwise angle, as PyAV's `VideoFrame.rotation` reports it
+    rotation = -round(math.degrees(math.atan2(b, a))) if (a or b) else 0
+    tolerance = _DISPLAY_MATRIX_TOLERANCE * max(abs(a), abs(b), abs(c), abs(d), 1.0)
+    if abs(b) <= tolerance and abs(c) <= tolerance and abs(a) > tolerance and abs(d) > tolerance:
+        orientation = _DisplayOrientation(rotation, transpose=False, flip_rows=d < 0, flip_columns=a < 0)
+    elif abs(a) <= tolerance and abs(d) <= tolerance and abs(b) > tolerance and abs(c) > tolerance:
+        orientation = _DisplayOrientation(rotation, transpose=True, flip_rows=b < 0, flip_columns=c < 0)
+    else:
+        raise ValueError(
+            f"{name!r}: its display matrix rotates the frames by {rotation} degrees; only multiples of 90 degrees "
+            "are supported. Re-encode it upright (e.g. `ffmpeg -i in.mp4 out.mp4`, which applies the rotation)."
+        )
+    if not (orientation.transpose or orientation.flip_rows or orientation.flip_columns):
+        return None
+    return orientation
+
+
+def _first_frame_orientation(container, stream, name: str) -> _DisplayOrientation | None:
+    """The display orientation of a stream, read from its first decoded frame (the matrix is stream-wide)."""
+    import av
+
+    try:
+        frame = next(iter(container.decode(stream)), None)
+    except av.error.FFmpegError:
+        # decoding reports this, with the time it failed at; a frame that does not decode is never shown
+        return None
+    return None if frame is None else _display_orientation(frame, name)
+
+
 def _declared_duration(container, stream) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -156,7 +254,10 @@ def _declared_duration(container, stream) -> float | None:
 
 def probe_video(video: VideoInput) -> VideoInfo:
     r"""
-    Read a video's declared duration, frame rate, frame count and size without decoding frames.
+    Read a video's declared duration, frame rate, frame count and displayed size, decoding only its first frame.
+
+    The first frame carries the stream's display matrix: a video recorded with a display rotation of 90 or -90
+    degrees (portrait phone videos) reports the width and height of its upright frames.
 
     Args:
         video (`str`, `os.PathLike`, binary file object or `dict`):
@@ -169,7 +270,8 @@ def probe_video(video: VideoInput) -> VideoInfo:
     Raises:
         `FileNotFoundError`: the path does not exist.
         `ValueError`: the input is not a video, is corrupt or truncated beyond opening, has no video stream
-            (audio-only, zero frames), or raw frames are malformed or have `fps <= 0`.
+            (audio-only, zero frames), has a display rotation that is not a multiple of 90 degrees, or raw frames
+            are malformed or have `fps <= 0`.
     """
     name = describe_video_input(video)
     if isinstance(video, dict):
@@ -187,13 +289,20 @@ def probe_video(video: VideoInput) -> VideoInfo:
     try:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
+        width, height = stream.codec_context.width, stream.codec_context.height
+        # the declared values, read before the first frame is decoded for its display matrix
+        duration, num_frames = _declared_duration(container, stream), stream.frames or None
+        orientation = _first_frame_orientation(container, stream, name)
+        if orientation is not None and orientation.transpose:
+            width, height = height, width
         return VideoInfo(
             name=name,
-            duration=_declared_duration(container, stream),
+            duration=duration,
             fps=float(rate) if rate else None,
-            num_frames=stream.frames or None,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            num_frames=num_frames,
+            width=width,
+            height=height,
+            display_rotation=0 if orientation is None else orientation.rotation,
         )
     finally:
         container.close()
@@ -240,19 +349,25 @@ def resize_rgb_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray
 class _TimedFrame:
     """A decoded frame, its presentation interval in seconds, and its RGB array converted at most once."""
 
-    __slots__ = ("_array", "_source", "duration", "time")
+    __slots__ = ("_array", "_source", "duration", "orientation", "time")
 
-    def __init__(self, source: Any, time: Fraction, duration: Fraction):
+    def __init__(
+        self, source: Any, time: Fraction, duration: Fraction, orientation: _DisplayOrientation | None = None
+    ):
         self._source = source
         self._array = None
         self.time = time
         self.duration = duration
+        self.orientation = orientation
 
     def to_rgb(self, frame_size: tuple[int, int] | None, reformatter) -> np.ndarray:
-        """The frame as `(height, width, 3)` uint8 RGB, resized to `frame_size` when given and different."""
+        """The frame as displayed, `(height, width, 3)` uint8 RGB, resized to `frame_size` when given and different."""
         if self._array is None:
             source = self._source
             array = source if isinstance(source, np.ndarray) else source.to_ndarray(format="rgb24")
+            # upright before any resize, so that `frame_size` is the displayed (height, width)
+            if self.orientation is not None:
+                array = self.orientation.apply(array)
             if frame_size is not None and array.shape[:2] != frame_size:
                 array = _resize_rgb_frame(array, *frame_size, reformatter)
             self._array = array
@@ -291,19 +406,20 @@ class VideoFrameSampler:
           half-decoded video would silently drop actions). Re-muxing it, e.g. `ffmpeg -i in.mp4 -c copy out.mp4`,
           keeps the decodable part.
         - a stream that decodes to zero frames raises `ValueError`.
+        - a display matrix that rotates by an angle other than a multiple of 90 degrees raises `ValueError`
+          (right-angle rotations and mirrors are applied: frames come out as displayed, see [`VideoInfo`]).
 
     Args:
         video (`str`, `os.PathLike`, binary file object or `dict`):
             A path, an open seekable binary file, or raw frames `{"frames": (T, H, W, 3) uint8, "fps": float}`
             (frame `k` is shown at `k / fps` seconds).
         sampling_fps (`float`, *optional*, defaults to 1.0):
-            Temporal units per second of video. Must be positive.
+            Temporal units per second of video, a finite number `> 0`.
     """
 
     def __init__(self, video: VideoInput, sampling_fps: float = 1.0):
-        _check_sampling_fps(sampling_fps)
         self.video = video
-        self.sampling_fps = float(sampling_fps)
+        self.sampling_fps = validate_sampling_fps(sampling_fps)
         # file objects are re-read from the position they had when handed over
         self._start_position = _file_position(video, describe_video_input(video))
         self.info = probe_video(video)
@@ -363,8 +479,12 @@ class VideoFrameSampler:
             nominal_duration = 1 / Fraction(rate) if rate else None
             origin = stream.start_time
             previous_time = None
+            orientation = None
             try:
                 for frame in container.decode(stream):
+                    if previous_time is None:
+                        # the display matrix is stream-wide: read it once, from the first frame
+                        orientation = _display_orientation(frame, self.name)
                     if frame.pts is None:
                         if previous_time is None or nominal_duration is None:
                             raise ValueError(f"{self.name!r}: frames carry no presentation time stamps.")
@@ -377,7 +497,7 @@ class VideoFrameSampler:
                     if duration is None:
                         duration = time - previous_time if previous_time is not None else Fraction(0)
                     previous_time = time
-                    yield _TimedFrame(frame, time, duration)
+                    yield _TimedFrame(frame, time, duration, orientation)
             except av.error.FFmpegError as error:
                 decoded = f"{float(previous_time):.3f} s" if previous_time is not None else "the first frame"
                 raise ValueError(
@@ -574,4 +694,5 @@ __all__ = [
     "probe_video",
     "resize_rgb_frames",
     "units_for_duration",
+    "validate_sampling_fps",
 ]

@@ -20,6 +20,33 @@ _MARGIN_HEIGHT = 1.4
 _BAR_HEIGHT = 0.7
 _GROUND_TRUTH_PREFIX = "GT: "
 _GROUND_TRUTH_COLOR = "#d62728"
+# File extension -> matplotlib format of the pictures `plot_timeline` writes.
+PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+def plot_format(output_path: str | os.PathLike) -> str:
+    r"""
+    The picture format that the extension of `output_path` names, checked before anything is drawn or written.
+
+    Args:
+        output_path (`str` or `os.PathLike`):
+            The picture to write, e.g. `"timeline.svg"`; the extension is case-insensitive.
+
+    Returns:
+        `str`: `"png"`, `"svg"` or `"pdf"`.
+
+    Raises:
+        `ValueError`: naming the path, if its extension is none of `.png`, `.svg` and `.pdf` (or it has none).
+    """
+    output_path = os.fspath(output_path)
+    extension = os.path.splitext(output_path)[1]
+    if extension.lower() not in PLOT_FORMATS:
+        found = f"the extension {extension!r}" if extension else "no extension"
+        raise ValueError(
+            f"{output_path!r} has {found}: timeline pictures are written as PNG, SVG or PDF, chosen by the file "
+            f"extension ({', '.join(PLOT_FORMATS)})."
+        )
+    return PLOT_FORMATS[extension.lower()]
 
 
 def _segment_bounds(segment: Any, where: str) -> tuple[float, float]:
@@ -230,16 +257,19 @@ def plot_timeline(
     title: str | None = None,
 ) -> str:
     r"""
-    Save a timeline of one video's detections as a PNG (see [`timeline_figure`] for the layout).
+    Save a timeline of one video's detections as a PNG, SVG or PDF picture, as the extension of `output_path` names
+    (see [`timeline_figure`] for the layout).
 
-    The image is written to a temporary file next to `output_path` and moved into place with `os.replace`, so readers
-    never see a half-written PNG and a failure leaves any previous file untouched. Missing parent folders are created.
+    The picture is written to a temporary file next to `output_path` and moved into place with `os.replace`, so
+    readers never see a half-written file and a failure leaves any previous file untouched. Missing parent folders are
+    created.
 
     Args:
         detections (`list[dict]`):
             Detections of one video, `{"score", "label", "segment": {"start", "end"}}` in seconds.
         output_path (`str` or `os.PathLike`):
-            Where to write the PNG.
+            Where to write the picture: a path ending in `.png`, `.svg` or `.pdf` (case-insensitive), which selects
+            the format.
         duration (`float`, *optional*):
             Length of the video in seconds (the x axis spans `[0, duration]`).
         ground_truth (`list[dict]`, *optional*):
@@ -251,19 +281,21 @@ def plot_timeline(
         `str`: `output_path`.
 
     Raises:
-        `ValueError`: if `output_path` is empty or a directory, or the inputs are invalid (see [`timeline_figure`]).
+        `ValueError`: if `output_path` is empty, a directory or has another extension (see [`plot_format`]), or the
+        inputs are invalid (see [`timeline_figure`]).
     """
     output_path = os.fspath(output_path)
     if not output_path:
         raise ValueError("`output_path` must be a non-empty file path.")
     if os.path.isdir(output_path):
         raise ValueError(f"`output_path` {output_path!r} is a directory; give a file path such as 'timeline.png'.")
+    image_format = plot_format(output_path)
     # Validate and draw before touching the file system, so bad input creates nothing.
     figure = timeline_figure(detections, duration=duration, ground_truth=ground_truth, title=title)
 
     with atomic_write(output_path, "wb") as file:
-        figure.savefig(file, format="png")
+        figure.savefig(file, format=image_format)
     return output_path
 
 
-__all__ = ["plot_timeline", "timeline_figure", "validate_ground_truth"]
+__all__ = ["PLOT_FORMATS", "plot_format", "plot_timeline", "timeline_figure", "validate_ground_truth"]
