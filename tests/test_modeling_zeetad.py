@@ -97,8 +97,8 @@ def test_prompt_templates_are_averaged(make_config, tokenizer):
     ids = encoded["input_ids"].view(len(labels), len(templates), -1)
     mask = encoded["attention_mask"].view(len(labels), len(templates), -1)
     with torch.no_grad():
-        ensembled = model.get_text_features(ids, mask)
-        per_prompt = model.get_text_features(encoded["input_ids"], encoded["attention_mask"])
+        ensembled = model.get_text_features(ids, mask).pooler_output
+        per_prompt = model.get_text_features(encoded["input_ids"], encoded["attention_mask"]).pooler_output
     expected = F.normalize(per_prompt.view(len(labels), len(templates), -1).mean(1), dim=-1)
     torch.testing.assert_close(ensembled, expected)
 
@@ -145,7 +145,7 @@ def test_from_clip_loads_weights_and_adapters_start_as_identity(make_config, tok
     encoded = tokenizer(PROMPTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = F.normalize(clip.get_text_features(**encoded).pooler_output, dim=-1)
-        got = model.get_text_features(encoded["input_ids"], encoded["attention_mask"])
+        got = model.get_text_features(encoded["input_ids"], encoded["attention_mask"]).pooler_output
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
         pixels = torch.randn(3, 3, 32, 32)
         torch.testing.assert_close(
@@ -279,7 +279,7 @@ def test_clip_only_mode_uses_one_tensor(make_config, tokenizer):
     assert "clip_features" not in inputs and inputs["input_features"].shape[-1] == model.config.clip_embedding_dim
     with torch.no_grad():
         outputs = model(**inputs)
-        text_embeds = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+        text_embeds = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]).pooler_output
         same = model(
             input_features=inputs["input_features"],
             feature_attention_mask=inputs["feature_attention_mask"],
@@ -494,3 +494,42 @@ def test_reloaded_model_trains_exactly_what_a_fresh_one_trains(tokenizer, tmp_pa
     for model in reloaded:
         assert _requires_grad(model) == trainable
         assert {name for name, _ in model.named_trainable_parameters()} == trainable
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_forward_and_backward(make_config, tokenizer, tmp_path, dtype):
+    model, tester = build(make_config, tokenizer)
+    model.save_pretrained(tmp_path)
+    half = ZeetadForTemporalActionDetection.from_pretrained(tmp_path, dtype=dtype).eval()
+    assert half.dtype == dtype and half.text_encoder.dtype == dtype
+    inputs = tester.prepare_inputs()
+    with torch.no_grad():
+        expected = model(**inputs)
+        half_inputs = {key: value.to(dtype) if value.is_floating_point() else value for key, value in inputs.items()}
+        outputs = half(**half_inputs)
+    # positions and logits stay in float32; the rest follows the model's dtype
+    assert outputs.pred_segments.dtype == outputs.logits.dtype == torch.float32
+    assert outputs.foreground_logits.dtype == outputs.unit_embeds.dtype == dtype
+    # a bfloat16 / float16 rounding of a float32 computation: close, not equal
+    torch.testing.assert_close(outputs.pred_segments, expected.pred_segments, atol=0.02, rtol=0)
+    torch.testing.assert_close(outputs.class_probabilities, expected.class_probabilities, atol=0.05, rtol=0)
+
+    half.train()
+    outputs = half(**half_inputs, labels=tester.prepare_labels())
+    assert torch.isfinite(outputs.loss)
+    outputs.loss.backward()
+    gradient = half.get_parameter("model.segment_heads.1.layers.2.weight").grad
+    assert gradient.dtype == dtype and torch.isfinite(gradient).all() and gradient.abs().sum() > 0
+
+
+def test_torch_export_on_features(make_config, tokenizer):
+    model, tester = build(make_config, tokenizer)
+    inputs = tester.prepare_inputs()
+    with torch.no_grad():
+        exported = torch.export.export(model, args=(), kwargs=inputs, strict=False)
+        # other values of the same shapes: the graph computes, it did not freeze the example's results
+        other_inputs = {**tester.prepare_inputs(), "feature_attention_mask": inputs["feature_attention_mask"]}
+        for example in (inputs, other_inputs):
+            expected, outputs = model(**example), exported.module()(**example)
+            for name in ("logits", "class_probabilities", "pred_segments", "actionness_logits", "foreground_logits"):
+                torch.testing.assert_close(outputs[name], getattr(expected, name), msg=name)

@@ -31,8 +31,9 @@ from transformers import (
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.clip.modeling_clip import CLIPMLP
-from transformers.utils import ModelOutput, logging
+from transformers.utils import ModelOutput, is_torchdynamo_compiling, logging
 
 from .configuration_zeetad import ZeetadConfig
 from .loss_zeetad import ZeetadLoss
@@ -93,7 +94,9 @@ class ZeetadModelOutput(ModelOutput):
 @dataclass
 class ZeetadTemporalActionDetectionOutput(ModelOutput):
     r"""
-    Output of [`ZeetadForTemporalActionDetection`].
+    Output of [`ZeetadForTemporalActionDetection`]. `logits`, `class_probabilities` and `pred_segments` are float32
+    whatever the model's dtype (segment positions and the sigmoid head's logits need its precision); the other
+    tensors are in the model's dtype.
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
@@ -297,9 +300,12 @@ class ZeetadTemporalDeformableAttention(nn.Module):
         # batch, queries, heads, levels, points
         attention = attention.softmax(-1).view(batch_size, num_queries, self.num_heads, self.num_levels, -1)
 
-        valid_lengths = feature_lengths.to(hidden_states.dtype)[:, None, None, None, None]
+        # Sampling positions and the interpolation run in float32 whatever the model's dtype: in bfloat16 a position
+        # on a 2,304-unit sequence would be off by up to 8 units.
+        offsets, references = offsets.float(), references.float()
+        valid_lengths = feature_lengths.float()[:, None, None, None, None]
         level_strides = torch.tensor(
-            [2.0**level for level in range(self.num_levels)], dtype=hidden_states.dtype, device=hidden_states.device
+            [2.0**level for level in range(self.num_levels)], dtype=torch.float32, device=hidden_states.device
         )[None, None, None, :, None]
         if references.dim() == 2:
             # Encoder: offsets are measured in units of each level.
@@ -313,11 +319,12 @@ class ZeetadTemporalDeformableAttention(nn.Module):
             locations = centers + offsets / self.num_points * widths * 0.5
             sampling_index = (locations * valid_lengths - 0.5) / level_strides
 
-        output = hidden_states.new_zeros(batch_size * self.num_heads, self.head_dim, num_queries)
+        attention = attention.float()
+        output = hidden_states.new_zeros(batch_size * self.num_heads, self.head_dim, num_queries, dtype=torch.float32)
         level_start = 0
         for level, level_length in enumerate(level_lengths):
             # batch, level_length, heads, head_dim -> batch * heads, head_dim, 1, level_length
-            level_value = value[:, level_start : level_start + level_length]
+            level_value = value[:, level_start : level_start + level_length].float()
             level_value = level_value.permute(0, 2, 3, 1).reshape(batch_size * self.num_heads, self.head_dim, 1, -1)
             level_start += level_length
             # batch, queries, heads, points -> batch * heads, queries, points
@@ -331,7 +338,7 @@ class ZeetadTemporalDeformableAttention(nn.Module):
             output = output + (sampled * level_attention).sum(-1)
         # batch * heads, head_dim, queries -> batch, queries, d_model
         output = output.view(batch_size, self.num_heads * self.head_dim, num_queries).transpose(1, 2)
-        return self.output_proj(output)
+        return self.output_proj(output.to(hidden_states.dtype))
 
 
 class ZeetadFeedForward(nn.Module):
@@ -671,7 +678,8 @@ class ZeetadModel(ZeetadPreTrainedModel):
         query_position, hidden_states = self.query_embeddings.weight.split(self.config.d_model, dim=-1)
         query_position = query_position[None].expand(batch_size, -1, -1)
         hidden_states = hidden_states[None].expand(batch_size, -1, -1)
-        reference_segments = self.reference_head(query_position).sigmoid()
+        # segments stay in float32 whatever the model's dtype (see ZeetadTemporalDeformableAttention)
+        reference_segments = self.reference_head(query_position).float().sigmoid()
         intermediate_segments, intermediate_actionness, intermediate_hidden_states = [], [], []
         for decoder_layer, segment_head, actionness_head in zip(
             self.decoder_layers, self.segment_heads, self.actionness_heads
@@ -685,7 +693,7 @@ class ZeetadModel(ZeetadPreTrainedModel):
                 level_lengths,
                 feature_lengths,
             )
-            segments = (inverse_sigmoid(reference_segments) + segment_head(hidden_states)).sigmoid()
+            segments = (inverse_sigmoid(reference_segments) + segment_head(hidden_states).float()).sigmoid()
             intermediate_segments.append(segments)
             intermediate_actionness.append(actionness_head(hidden_states).squeeze(-1))
             intermediate_hidden_states.append(hidden_states)
@@ -876,7 +884,7 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
 
     def get_text_features(
         self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> BaseModelOutputWithPooling:
         r"""
         Encode class prompts into L2-normalised CLIP embeddings, averaging over prompt templates.
 
@@ -888,7 +896,10 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
                 1 for real tokens, 0 for padding.
 
         Returns:
-            `torch.FloatTensor` of shape `(num_classes, clip_embedding_dim)`.
+            [`~transformers.modeling_outputs.BaseModelOutputWithPooling`], as transformers' CLIP models return it:
+            `pooler_output` of shape `(num_classes, clip_embedding_dim)` holds the class embeddings (projected,
+            normalised, averaged over templates, normalised again); `last_hidden_state` of shape
+            `(num_classes * num_templates, sequence_length, hidden_size)` is the text encoder's.
         """
         if input_ids.dim() not in (2, 3) or input_ids.shape[0] == 0:
             raise ValueError(
@@ -905,11 +916,21 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
         # num_classes * num_templates, sequence_length
         flat_ids = input_ids.reshape(-1, sequence_length)
         flat_mask = attention_mask.reshape(-1, sequence_length) if attention_mask is not None else None
-        pooled = self.text_encoder(input_ids=flat_ids, attention_mask=flat_mask).pooler_output
-        embeddings = F.normalize(self.text_projection(pooled), dim=-1)
+        text_outputs = self.text_encoder(input_ids=flat_ids, attention_mask=flat_mask, return_dict=True)
+        embeddings = F.normalize(self.text_projection(text_outputs.pooler_output), dim=-1)
         # num_classes, num_templates, clip_embedding_dim
         embeddings = embeddings.view(num_classes, -1, embeddings.shape[-1])
-        return F.normalize(embeddings.mean(dim=1), dim=-1)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=text_outputs.last_hidden_state,
+            pooler_output=F.normalize(embeddings.mean(dim=1), dim=-1),
+        )
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The token embeddings of the CLIP text encoder (the model's only token input)."""
+        return self.text_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.text_encoder.set_input_embeddings(value)
 
     def get_clip_features(self, pixel_values: torch.FloatTensor) -> torch.Tensor:
         r"""
@@ -977,6 +998,19 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
                     f"got {tuple(feature_attention_mask.shape)}."
                 )
             feature_mask = feature_attention_mask.bool()
+        if clip_features is not None:
+            expected = (batch_size, num_units, self.config.clip_embedding_dim)
+            if tuple(clip_features.shape) != expected:
+                raise ValueError(f"`clip_features` must have shape {expected}, got {tuple(clip_features.shape)}.")
+        elif self.config.localization_feature_dim is not None:
+            raise ValueError(
+                f"`clip_features` are required: `input_features` are {self.config.localization_feature_dim}-d "
+                "localization features, and classification needs CLIP frame embeddings."
+            )
+        if is_torchdynamo_compiling():
+            # torch.export / torch.compile trace a graph: the value checks below would be data-dependent branches
+            return feature_mask
+        if feature_attention_mask is not None:
             lengths = feature_mask.sum(-1)
             if (lengths == 0).any():
                 empty = torch.nonzero(lengths == 0).flatten().tolist()
@@ -988,17 +1022,8 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
                 )
         if not torch.isfinite(input_features[feature_mask]).all():
             raise ValueError("`input_features` contains NaN or infinite values in valid units.")
-        if clip_features is not None:
-            expected = (batch_size, num_units, self.config.clip_embedding_dim)
-            if tuple(clip_features.shape) != expected:
-                raise ValueError(f"`clip_features` must have shape {expected}, got {tuple(clip_features.shape)}.")
-            if not torch.isfinite(clip_features[feature_mask]).all():
-                raise ValueError("`clip_features` contains NaN or infinite values in valid units.")
-        elif self.config.localization_feature_dim is not None:
-            raise ValueError(
-                f"`clip_features` are required: `input_features` are {self.config.localization_feature_dim}-d "
-                "localization features, and classification needs CLIP frame embeddings."
-            )
+        if clip_features is not None and not torch.isfinite(clip_features[feature_mask]).all():
+            raise ValueError("`clip_features` contains NaN or infinite values in valid units.")
         return feature_mask
 
     def classify_segments(
@@ -1033,9 +1058,11 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
         """
         if not self.config.classification_segment_gradient:
             segments = segments.detach()
-        weights = segment_unit_weights(segments, feature_mask) * unit_weights[:, None, :]
+        # pooling and logits in float32 whatever the model's dtype: the segments are float32, and bfloat16 logits
+        # near the sigmoid head's bias (-10) would be 0.06 apart
+        weights = segment_unit_weights(segments, feature_mask) * unit_weights[:, None, :].float()
         # batch, queries, classes: weighted mean cosine in [-1, 1]
-        pooled = torch.einsum("bqt,btc->bqc", weights, unit_similarity)
+        pooled = torch.einsum("bqt,btc->bqc", weights, unit_similarity.float())
         pooled = pooled / weights.sum(-1, keepdim=True).clamp(min=1e-6)
         scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
         if self.config.classification_head == "softmax":
@@ -1090,7 +1117,7 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
         if (input_ids is None) == (text_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` (class prompts) or `text_embeds`.")
         if input_ids is not None:
-            text_embeds = self.get_text_features(input_ids, attention_mask)
+            text_embeds = self.get_text_features(input_ids, attention_mask).pooler_output
         elif (
             text_embeds.dim() != 2
             or text_embeds.shape[0] == 0
@@ -1110,7 +1137,9 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
         semantic_features = clip_features if clip_features is not None else input_features
         # padding may hold NaN, which multiplying by the mask would keep
         semantic_features = semantic_features.masked_fill(~feature_mask[..., None], 0.0)
+        # padding is zero after the adapter too, and F.normalize's eps (1e-12) is 0 in float16: 0 / 0 there
         unit_embeds = F.normalize(self.semantic_adapter(semantic_features), dim=-1)
+        unit_embeds = unit_embeds.masked_fill(~feature_mask[..., None], 0.0)
         # batch, units, classes
         unit_similarity = torch.einsum("btd,cd->btc", unit_embeds, text_embeds.to(unit_embeds.dtype))
         if self.config.use_foreground_mask:
