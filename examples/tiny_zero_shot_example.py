@@ -83,7 +83,7 @@ def main():
     all_classes = SEEN_CLASSES + [UNSEEN_CLASS]
     prompts = tokenizer([TEMPLATE.format(name) for name in all_classes], padding=True, return_tensors="pt")
     with torch.no_grad():
-        class_embeddings = model.get_text_features(prompts["input_ids"], prompts["attention_mask"])
+        class_embeddings = model.get_text_features(prompts["input_ids"], prompts["attention_mask"]).pooler_output
 
     # 2. Training videos contain only seen classes; prompts are the seen-class names only.
     train_actions = [random_actions(len(SEEN_CLASSES), generator) for _ in range(NUM_TRAIN_VIDEOS)]

@@ -312,3 +312,14 @@ def test_shipped_split_lists_take_no_class_lists():
 def test_repository_template_is_the_packaged_template():
     packaged = (REPOSITORY_ROOT / "zeetad_hf" / "model_card_template.md").read_bytes()
     assert (REPOSITORY_ROOT / "model_cards" / "TEMPLATE.md").read_bytes() == packaged
+
+
+def test_a_local_clip_folder_never_becomes_the_cards_base_model(tmp_path):
+    clip_folder = tmp_path / "my-local-clip"
+    clip_folder.mkdir()
+    card = card_with_results(base_model=str(clip_folder))
+    assert card.data.base_model is None and "base_model:" not in str(card).split("---")[1]
+    assert "a CLIP checkpoint from a local folder (`my-local-clip`)" in card.text
+    assert modelcard.hub_base_model("openai/clip-vit-base-patch16") == "openai/clip-vit-base-patch16"
+    for not_a_hub_id in (str(clip_folder), "./clip", "../runs/clip", "~/clip", "a/b/c", "user/"):
+        assert modelcard.hub_base_model(not_a_hub_id) is None, not_a_hub_id

@@ -135,11 +135,61 @@ def test_saving_the_pipeline_writes_a_package_checkpoint(detector, tmp_path):
     assert reloaded(features, **kwargs) == detector(features, **kwargs)
 
 
-def test_a_model_instance_needs_its_processor(checkpoint):
-    with pytest.raises(Exception, match="processor"):
-        pipeline(TASK, model=checkpoint[0])
-    with pytest.raises(ValueError, match="needs a `ZeetadProcessor`"):
-        ZeroShotTemporalActionDetectionPipeline(model=checkpoint[0])
+def test_a_model_needs_its_processor(checkpoint, tmp_path):
+    model, processor, _ = checkpoint
+    with pytest.raises(ValueError, match="found no `ZeetadProcessor`.*`tokenizer=` and `feature_extractor=`"):
+        pipeline(TASK, model=model)
+    with pytest.raises(ValueError, match="found no `ZeetadProcessor`"):
+        ZeroShotTemporalActionDetectionPipeline(model=model)
+    # a folder with the weights but without the processor files names the folder and the missing files
+    model.save_pretrained(tmp_path / "weights_only")
+    with pytest.raises(ValueError, match=f"for {tmp_path / 'weights_only'}.*processor_config.json"):
+        pipeline(TASK, model=str(tmp_path / "weights_only"))
+
+
+def test_pipeline_without_a_model_says_what_to_pass():
+    with pytest.raises(ValueError, match="has no default model: pass `model=`"):
+        pipeline(TASK)
+
+
+def test_tokenizer_and_feature_extractor_objects_replace_the_processor(checkpoint, detector):
+    model, processor, _ = checkpoint
+    features = {
+        "clip_features": torch.randn(30, 16, generator=torch.Generator().manual_seed(0)),
+        "fps": 2,
+        "feature_stride": 1,
+    }
+    from_parts = pipeline(
+        TASK, model=model, tokenizer=processor.tokenizer, feature_extractor=processor.feature_extractor
+    )
+    assert isinstance(from_parts.processor, ZeetadProcessor)
+    assert from_parts(features, candidate_labels=LABELS, threshold=0.0) == detector(
+        features, candidate_labels=LABELS, threshold=0.0
+    )
+
+
+def test_per_video_labels_as_rows_or_lists(detector):
+    generator = torch.Generator().manual_seed(1)
+    videos = [
+        {"clip_features": torch.randn(units, 16, generator=generator), "fps": 2, "feature_stride": 1}
+        for units in (30, 12)
+    ]
+    label_lists = [LABELS, ["swimming", "running"]]
+    one_by_one = [
+        detector(video, candidate_labels=labels, threshold=0.0) for video, labels in zip(videos, label_lists)
+    ]
+    assert {detection["label"] for detection in one_by_one[1]} <= {"swimming", "running"} and one_by_one[1]
+    assert detector(videos, candidate_labels=label_lists, threshold=0.0) == one_by_one
+    rows = [{"video": video, "candidate_labels": labels} for video, labels in zip(videos, label_lists)]
+    assert detector(rows, threshold=0.0) == one_by_one
+    assert detector(rows[1], threshold=0.0) == one_by_one[1]
+    # a row without labels takes the call's labels; a comma-separated string is a list of labels
+    assert detector([{"video": videos[0]}], candidate_labels="jumping, diving", threshold=0.0) == one_by_one[:1]
+    assert detector([], candidate_labels=LABELS) == []
+    with pytest.raises(ValueError, match="2 label lists for 1 video"):
+        detector(videos[:1], candidate_labels=label_lists)
+    with pytest.raises(ValueError, match=r"Unknown key\(s\) \['labels'\]"):
+        detector({"video": videos[0], "labels": LABELS})
 
 
 def test_precomputed_features_with_a_model_instance_and_its_processor(make_config, tokenizer):
@@ -268,11 +318,12 @@ def test_bad_video_files_raise_errors_naming_the_file(detector, bad_videos, kind
         ({"top_k": 0}, "`top_k` must be an integer >= 1, got 0"),
         ({"top_k": -3}, "`top_k` must be an integer >= 1, got -3"),
         ({"top_k": 2.5}, "`top_k` must be an integer >= 1, got 2.5"),
-        ({"sampling_fps": 0}, "`sampling_fps` must be a positive number, got 0"),
-        ({"sampling_fps": -1.0}, "`sampling_fps` must be a positive number, got -1.0"),
+        ({"sampling_fps": 0}, "`sampling_fps` must be a finite positive number, got 0"),
+        ({"sampling_fps": -1.0}, "`sampling_fps` must be a finite positive number, got -1.0"),
+        ({"sampling_fps": float("inf")}, "`sampling_fps` must be a finite positive number, got inf"),
         ({"frame_batch_size": 0}, "`frame_batch_size` must be an integer >= 1"),
         ({"max_units": 0}, "`max_units` must be a positive integer"),
-        ({"window_overlap": 1.0}, r"`window_overlap` must be in \[0, 1\)"),
+        ({"window_overlap": 1.0}, r"`window_overlap` must be a number in \[0, 1\)"),
         ({"batch_size": 2}, "`batch_size=2` is not supported"),
         ({"candidate_labels": []}, "non-empty list"),
         ({"candidate_labels": ""}, "Candidate label 0 is blank"),
@@ -408,3 +459,21 @@ def test_class_prompts_are_encoded_once_per_class_set(checkpoint):
     finally:
         hook.remove()
     assert first == again  # the cached embeddings give the same detections as freshly computed ones
+
+
+def test_bfloat16_pipeline_finds_what_float32_finds(checkpoint, detector, video):
+    half_detector = pipeline(TASK, model=str(checkpoint[2]), dtype=torch.bfloat16)
+    assert half_detector.model.dtype == torch.bfloat16
+    expected = detector(video, candidate_labels=LABELS, threshold=0.0, top_k=3)
+    # two more: a near-tie at rank 3 may swap under bfloat16 rounding
+    detections = half_detector(video, candidate_labels=LABELS, threshold=0.0, top_k=5)
+    assert len(expected) == 3 and len(detections) == 5
+    # 10 units over 10 seconds: one unit is one second
+    for wanted in expected:
+        assert any(
+            found["label"] == wanted["label"]
+            and abs(found["segment"]["start"] - wanted["segment"]["start"]) <= 1.0
+            and abs(found["segment"]["end"] - wanted["segment"]["end"]) <= 1.0
+            and abs(found["score"] - wanted["score"]) <= 0.02
+            for found in detections
+        ), (wanted, detections)

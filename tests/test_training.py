@@ -663,3 +663,32 @@ def test_evaluate_averages_the_ten_splits(tmp_path, monkeypatch):
     assert table[0] == "| split | mAP@0.3 | mAP@0.4 | mAP@0.5 | mAP@0.6 | mAP@0.7 | average |"
     assert len(table) == 2 + 10 + 1
     assert table[-1] == "| mean | 90.00 | 90.00 | 90.00 | 90.00 | 90.00 | 90.00 |"
+
+
+def test_mixed_precision_comes_from_the_launcher_unless_given(
+    tmp_path, tokenizer, fresh_accelerator_state, monkeypatch
+):
+    # `accelerate launch --mixed_precision bf16` passes its choice in this variable
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data", num_train=2, num_eval=2)
+    autocast_states = []
+    for run, mixed_precision in (("launcher", None), ("flag", "no")):
+        model, processor = tiny_model_and_processor(tokenizer)
+        hook = model.model.register_forward_hook(
+            lambda module, args, output: autocast_states.append((run, torch.is_autocast_enabled("cpu")))
+        )
+        args = ZeetadTrainingArguments(
+            output_dir=str(tmp_path / run),
+            per_device_train_batch_size=2,
+            num_train_epochs=1,
+            mixed_precision=mixed_precision,
+            use_cpu=True,
+        )
+        results = train(model, processor, train_dataset, eval_dataset, SEEN, UNSEEN, args)
+        hook.remove()
+        assert np.isfinite(results["train_loss"])
+        # a second Accelerator in the same process needs a fresh global state
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    assert {state for run, state in autocast_states if run == "launcher"} == {True}
+    assert {state for run, state in autocast_states if run == "flag"} == {False}

@@ -1,5 +1,7 @@
 __version__ = "0.2.0.dev0"
 
+from pathlib import Path
+
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -16,7 +18,7 @@ from .modeling_zeetad import (
     ZeetadTemporalActionDetectionOutput,
 )
 from .offline_tokenizer import build_clip_tokenizer
-from .pipeline_zeetad import ZeroShotTemporalActionDetectionPipeline
+from .pipeline_zeetad import NoDefaultModel, ZeroShotTemporalActionDetectionPipeline
 from .post_processing_zeetad import post_process_temporal_action_detection
 from .processing_zeetad import ZeetadProcessor
 from .segment_utils import batched_nms, grid_to_seconds, normalized_segments_to_seconds, seconds_to_normalized_segments
@@ -24,6 +26,9 @@ from .video_utils import VideoFrameSampler, VideoInfo, probe_video
 from .visualization import plot_timeline
 from .zero_shot_splits import load_zero_shot_split
 
+
+# The installed folder of the `evaluate` metric: `evaluate.load(zeetad_hf.TEMPORAL_ACTION_MAP_METRIC)` from anywhere.
+TEMPORAL_ACTION_MAP_METRIC = str(Path(__file__).resolve().parent / "metrics" / "temporal_action_map")
 
 AutoConfig.register(ZeetadConfig.model_type, ZeetadConfig, exist_ok=True)
 AutoModel.register(ZeetadConfig, ZeetadForTemporalActionDetection, exist_ok=True)
@@ -33,10 +38,12 @@ PIPELINE_REGISTRY.register_pipeline(
     "zero-shot-temporal-action-detection",
     pipeline_class=ZeroShotTemporalActionDetectionPipeline,
     pt_model=AutoModel,
+    default=NoDefaultModel("zero-shot-temporal-action-detection"),
     type="multimodal",
 )
 
 __all__ = [
+    "TEMPORAL_ACTION_MAP_METRIC",
     "VideoFrameSampler",
     "VideoInfo",
     "ZeetadConfig",

@@ -183,6 +183,17 @@ def _drawn_split(
     return _ClassSplit(f"{len(seen)} seen / {len(unseen)} unseen classes", seen, unseen, None)
 
 
+def hub_base_model(name_or_path: str | None) -> str | None:
+    """`name_or_path` when it names a Hub repository (`owner/name` or `name`, not a folder on this machine), else
+    `None`: a card's `base_model` must be a Hub id, and a local path would mean nothing to readers on the Hub."""
+    if name_or_path is None or os.path.exists(name_or_path):
+        return None
+    parts = name_or_path.split("/")
+    if len(parts) > 2 or name_or_path.startswith((".", "~")) or not all(parts):
+        return None
+    return name_or_path
+
+
 def build_model_card(
     *,
     model_name: str,
@@ -219,7 +230,8 @@ def build_model_card(
         model_name (`str`):
             Name of the model, used as the card title and as the `model-index` name.
         base_model (`str`, *optional*):
-            Hub id of the CLIP checkpoint the text encoder comes from, e.g. `"openai/clip-vit-base-patch16"`.
+            Hub id of the CLIP checkpoint the text encoder comes from, e.g. `"openai/clip-vit-base-patch16"`. A local
+            folder (see [`hub_base_model`]) is left out of the metadata and named in the card's text instead.
         dataset_name (`str`):
             `"thumos14"`, `"activitynet"` (ActivityNet-1.3) or `"synthetic_world"` (the quickstart's generated world).
         split_setting (`str`, *optional*):
@@ -340,6 +352,12 @@ def build_model_card(
         ]
         average_map = f"{_percent(average):.2f}"
 
+    if base_model is not None and hub_base_model(base_model) is None:
+        # a local CLIP folder: named in the text only, since the metadata's `base_model` links a Hub repository
+        template_kwargs.setdefault(
+            "base_model_description", f"a CLIP checkpoint from a local folder (`{Path(base_model).name}`)"
+        )
+        base_model = None
     card_data = ModelCardData(
         # Only the model-index needs the name; without results it would be a stray `model_name` YAML key.
         model_name=model_name if eval_results is not None else None,
@@ -404,4 +422,4 @@ def save_model_card(card: ModelCard, save_directory: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["build_model_card", "save_model_card"]
+__all__ = ["build_model_card", "hub_base_model", "save_model_card"]

@@ -11,8 +11,13 @@ from transformers import Pipeline
 from .frame_embedding import embed_video_frames
 from .modeling_zeetad import ZeetadTemporalActionDetectionOutput
 from .post_processing_zeetad import TUNED_ACTIONNESS_WEIGHTS
-from .processing_zeetad import sampled_video_metadata, validate_labels, validate_prompt_templates
-from .video_utils import VideoFrameSampler
+from .processing_zeetad import (
+    ZeetadProcessor,
+    sampled_video_metadata,
+    validate_labels,
+    validate_prompt_templates,
+)
+from .video_utils import VideoFrameSampler, validate_sampling_fps
 
 
 # The outputs of one window that merging and post-processing read.
@@ -77,6 +82,42 @@ def merge_window_outputs(
     )
 
 
+def _candidate_labels(labels: str | Sequence[str]) -> list[str]:
+    """Validated candidate labels; a string is a comma-separated list."""
+    if isinstance(labels, str):
+        labels = [label.strip() for label in labels.split(",")]
+    return validate_labels(labels)
+
+
+def _is_row(video: Any) -> bool:
+    """Whether a pipeline input is a `{"video": ..., "candidate_labels": ...}` row."""
+    return isinstance(video, Mapping) and "video" in video
+
+
+# keys of a `{"video": ..., "candidate_labels": ...}` row
+ROW_KEYS = {"video", "candidate_labels"}
+
+
+class NoDefaultModel(dict):
+    """The task's `default` entry in transformers' pipeline registry: there is no default model to download, so
+    `pipeline(task)` without `model=` gets this error instead of a bare `KeyError: 'default'`."""
+
+    def __init__(self, task: str):
+        super().__init__()
+        self.task = task
+
+    def __contains__(self, key) -> bool:
+        # `register_pipeline` and `pipeline()` look for a "model" entry before reading it
+        return key == "model"
+
+    def __getitem__(self, key):
+        raise ValueError(
+            f"The {self.task} pipeline has no default model: pass `model=` a checkpoint folder (e.g. "
+            "zeetad-quickstart/runs/bottleneck after `zeetad quickstart`, or the output_dir of examples/train.py) or "
+            "a Hub repo id."
+        )
+
+
 def _check_integer(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
@@ -111,7 +152,9 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
     and [`~zeetad_hf.processing_zeetad.validate_labels`]).
     """
 
-    _load_processor = True
+    # None: load the processor of a model given by path or repo id when there is one, without failing when there is
+    # none (a model instance with `tokenizer=` and `feature_extractor=` objects); __init__ then says what is missing
+    _load_processor = None
     _load_image_processor = False
     _load_video_processor = False
     _load_feature_extractor = False
@@ -119,10 +162,15 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.processor is None and self.tokenizer is not None and self.feature_extractor is not None:
+            self.processor = ZeetadProcessor(feature_extractor=self.feature_extractor, tokenizer=self.tokenizer)
         if self.processor is None or not hasattr(self.processor, "feature_extractor"):
+            source = getattr(self.model, "name_or_path", "") or "the model"
             raise ValueError(
-                "The zero-shot-temporal-action-detection pipeline needs a `ZeetadProcessor`: pass "
-                "`processor=ZeetadProcessor.from_pretrained(...)` (a model instance cannot be searched for one)."
+                f"The zero-shot-temporal-action-detection pipeline found no `ZeetadProcessor` for {source}: a "
+                "checkpoint folder needs processor_config.json with the tokenizer files (written by "
+                "`processor.save_pretrained`); with a model instance pass `processor=ZeetadProcessor(...)`, or "
+                "`tokenizer=` and `feature_extractor=` (a ZeetadFeatureExtractor)."
             )
         if self._batch_size not in (None, 1):
             raise ValueError(self._batch_size_message(self._batch_size))
@@ -135,7 +183,7 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         cached = self._cached_class_embeddings
         if cached is not None and torch.equal(cached[0], input_ids) and torch.equal(cached[1], attention_mask):
             return cached[2]
-        text_embeds = self.model.get_text_features(input_ids, attention_mask)
+        text_embeds = self.model.get_text_features(input_ids, attention_mask).pooler_output
         self._cached_class_embeddings = (input_ids, attention_mask, text_embeds)
         return text_embeds
 
@@ -146,7 +194,9 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
             "`frame_batch_size` to set how many frames go through the vision tower at once."
         )
 
-    def __call__(self, videos: Any, candidate_labels: str | Sequence[str] | None = None, **kwargs):
+    def __call__(
+        self, videos: Any, candidate_labels: str | Sequence[str] | Sequence[Sequence[str]] | None = None, **kwargs
+    ):
         r"""
         Detect the candidate actions in one or several videos.
 
@@ -155,9 +205,12 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
                 A video path, an open binary file, raw frames `{"frames": (T, H, W, 3) uint8 array, "fps": float}`,
                 or pre-computed features `{"clip_features": (T, D), "fps": float, "feature_stride": int,
                 "window_size": int (optional, defaults to `feature_stride`), "input_features": (T, D_loc) (optional),
-                "duration": float (optional; segments are clamped to it)}`. A list gives a list of results.
-            candidate_labels (`str` or `list[str]`):
-                Class names to look for; a string is split on commas.
+                "duration": float (optional; segments are clamped to it)}`; or a row `{"video": <one of these>,
+                "candidate_labels": [...]}` with its own labels, as `zero-shot-object-detection` takes. A list gives a
+                list of results (an empty list gives an empty list).
+            candidate_labels (`str`, `list[str]` or `list[list[str]]`):
+                Class names to look for; a string is split on commas. With a list of videos, a list of label lists
+                (one per video) gives every video its own labels.
             hypothesis_template (`str` or `list[str]`, *optional*):
                 Prompt template(s) with one `{}` for the label (alias `hypothesis_templates`); defaults to the
                 processor's `prompt_templates`.
@@ -187,9 +240,26 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         """
         if kwargs.get("batch_size") not in (None, 1):
             raise ValueError(self._batch_size_message(kwargs["batch_size"]))
-        if candidate_labels is not None:
+        if isinstance(videos, (list, tuple)) and len(videos) == 0:
+            return []
+        is_per_video = (
+            isinstance(candidate_labels, (list, tuple))
+            and len(candidate_labels) > 0
+            and all(isinstance(labels, (list, tuple)) for labels in candidate_labels)
+        )
+        if is_per_video:
+            if not isinstance(videos, (list, tuple)) or len(videos) != len(candidate_labels):
+                count = len(videos) if isinstance(videos, (list, tuple)) else 1
+                raise ValueError(
+                    f"Got {len(candidate_labels)} label lists for {count} video(s): per-video `candidate_labels` "
+                    "need one list per video."
+                )
+            if any(_is_row(video) for video in videos):
+                raise ValueError("Pass per-video labels either in the rows or as `candidate_labels`, not both.")
+            videos = [{"video": video, "candidate_labels": labels} for video, labels in zip(videos, candidate_labels)]
+        elif candidate_labels is not None:
             kwargs["candidate_labels"] = candidate_labels
-        return super().__call__(videos, **kwargs)
+        return super().__call__(list(videos) if isinstance(videos, tuple) else videos, **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
         r"""
@@ -227,18 +297,14 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
                 raise ValueError(f"`progress_callback` must be callable, got {type(progress_callback).__name__}.")
             forward_params["progress_callback"] = progress_callback
         if candidate_labels is not None:
-            if isinstance(candidate_labels, str):
-                candidate_labels = [label.strip() for label in candidate_labels.split(",")]
-            preprocess_params["candidate_labels"] = validate_labels(candidate_labels)
+            preprocess_params["candidate_labels"] = _candidate_labels(candidate_labels)
         if hypothesis_template is not None and hypothesis_templates is not None:
             raise ValueError("Pass `hypothesis_template` or `hypothesis_templates`, not both.")
         templates = hypothesis_template if hypothesis_template is not None else hypothesis_templates
         if templates is not None:
             preprocess_params["prompt_templates"] = validate_prompt_templates(templates)
         if sampling_fps is not None:
-            if isinstance(sampling_fps, bool) or not isinstance(sampling_fps, numbers.Real) or not sampling_fps > 0:
-                raise ValueError(f"`sampling_fps` must be a positive number, got {sampling_fps!r}.")
-            preprocess_params["sampling_fps"] = float(sampling_fps)
+            preprocess_params["sampling_fps"] = validate_sampling_fps(sampling_fps)
         if frame_batch_size is not None:
             forward_params["frame_batch_size"] = _check_integer(frame_batch_size, "frame_batch_size")
         if max_units is not None or window_overlap is not None:
@@ -265,6 +331,13 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         prompt_templates: tuple[str, ...] | None = None,
         sampling_fps: float | None = None,
     ) -> dict[str, Any]:
+        if _is_row(video):
+            unknown = sorted(set(video) - ROW_KEYS)
+            if unknown:
+                raise ValueError(f"Unknown key(s) {unknown} in a video row; a row holds {sorted(ROW_KEYS)}.")
+            if "candidate_labels" in video:
+                candidate_labels = _candidate_labels(video["candidate_labels"])
+            video = video["video"]
         if candidate_labels is None:
             raise ValueError("`candidate_labels` are required: the class names to look for in the video.")
         model_inputs = {"text_labels": candidate_labels}
@@ -385,4 +458,4 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         ]
 
 
-__all__ = ["ZeroShotTemporalActionDetectionPipeline", "merge_window_outputs"]
+__all__ = ["NoDefaultModel", "ZeroShotTemporalActionDetectionPipeline", "merge_window_outputs"]

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import CLIPTokenizer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from . import __version__
 from .clip_pretraining import (
@@ -190,7 +191,9 @@ class RandomTextZeetad(ZeetadForTemporalActionDetection):
     other variants is what the pretrained text encoder contributes.
     """
 
-    def get_text_features(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None):
+    def get_text_features(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+    ) -> BaseModelOutputWithPooling:
         # num_classes, ... -> num_classes, flattened tokens; the same prompt always gets the same vector
         flat_ids = input_ids.reshape(input_ids.shape[0], -1).cpu().numpy()
         vectors = [
@@ -199,7 +202,9 @@ class RandomTextZeetad(ZeetadForTemporalActionDetection):
             )
             for ids in flat_ids
         ]
-        return F.normalize(torch.stack(vectors).float().to(input_ids.device), dim=-1)
+        return BaseModelOutputWithPooling(
+            pooler_output=F.normalize(torch.stack(vectors).float().to(input_ids.device), dim=-1)
+        )
 
 
 def _extract_features(world_dir: Path, clip_dir: Path, feature_dir: Path, sampling_fps: float) -> None:
@@ -251,7 +256,7 @@ def _train_variant(
         feature_stride=1,
         window_size=1,
     )
-    train_dataset = filter_to_classes(datasets["training"], seen, drop_empty=True)
+    train_dataset = filter_to_classes(datasets["training"], seen, drop_empty=True, excluded_classes=unseen)
     # all annotations kept: the unseen-class mAP restricts itself, the open-vocabulary measures need the seen ones
     eval_dataset = datasets["validation"]
     torch.manual_seed(settings.training.get("seed", 0))

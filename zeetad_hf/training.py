@@ -185,7 +185,13 @@ class ZeetadTrainingArguments:
             "when there is none)."
         },
     )
-    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (fp16 is ignored on CPU)."})
+    mixed_precision: str | None = field(
+        default=None,
+        metadata={
+            "help": "no, fp16 or bf16 (fp16 is ignored on CPU). Default: what `accelerate launch --mixed_precision` "
+            "or the Accelerate config says, else no."
+        },
+    )
     use_cpu: bool = field(default=False, metadata={"help": "Train on CPU even when an accelerator is available."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "Data loader worker processes per process."})
     with_tracking: bool = field(default=False, metadata={"help": "Log metrics to the trackers of `report_to`."})
@@ -511,7 +517,7 @@ def predict(
     model.eval()
     results = {}
     with torch.no_grad():
-        text_embeds = unwrapped.get_text_features(**prompt_inputs)
+        text_embeds = unwrapped.get_text_features(**prompt_inputs).pooler_output
         for batch in dataloader:
             lengths = batch["feature_attention_mask"].sum(-1).tolist()
             if max_units is None or max(lengths) <= max_units:
@@ -656,7 +662,7 @@ def _check_protocol(
         raise ValueError(
             f"The training set holds annotations of {len(foreign)} classes that are not seen classes (e.g. "
             f"{foreign[:5]}); the zero-shot protocol trains on seen classes only: filter it with "
-            "`zeetad_hf.data.filter_to_classes(dataset, seen_classes, drop_empty=True)`."
+            "`zeetad_hf.data.filter_to_classes(dataset, seen_classes, drop_empty=True, excluded_classes=unseen_classes)`."
         )
     unseen = set(unseen_classes)
     if not any(item["label"] in unseen for video in eval_dataset["annotations"] for item in video):

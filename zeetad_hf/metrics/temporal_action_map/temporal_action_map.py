@@ -1,6 +1,6 @@
 """`evaluate` metric: temporal action detection mAP at temporal IoU thresholds (official ActivityNet semantics).
 
-Load it from its folder, offline: `evaluate.load("<path to>/zeetad_hf/metrics/temporal_action_map")`. The computation is
+Load it from its installed folder, offline, from any directory: `evaluate.load(zeetad_hf.TEMPORAL_ACTION_MAP_METRIC)`. The computation is
 [`zeetad_hf.evaluation.temporal_action_map`]; this script only converts the per-video rows to the ActivityNet JSON
 structures it takes.
 """
@@ -50,7 +50,8 @@ Returns:
 
 Examples:
     >>> import evaluate
-    >>> metric = evaluate.load("zeetad_hf/metrics/temporal_action_map")
+    >>> import zeetad_hf
+    >>> metric = evaluate.load(zeetad_hf.TEMPORAL_ACTION_MAP_METRIC)
     >>> references = [{"video_id": "video_1", "segments": [[2.0, 6.0]], "labels": ["HighJump"]}]
     >>> predictions = [{"segments": [[2.5, 6.0]], "scores": [0.9], "labels": ["HighJump"]}]
     >>> result = metric.compute(predictions=predictions, references=references, tiou_thresholds=[0.5, 0.9])
