@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import zeetad_hf
 from zeetad_hf.evaluation import (
     harmonic_mean,
     instance_detection_rate,
@@ -406,9 +407,12 @@ def test_a_predictions_file_in_another_format_names_the_file_and_the_format(tmp_
         temporal_action_map(make_ground_truth({"v1": [("A", 0.0, 10.0)]}), path, [0.5])
 
 
-def test_evaluate_metric_matches_function():
+def test_evaluate_metric_matches_function(tmp_path, monkeypatch):
     evaluate = pytest.importorskip("evaluate")
-    metric = evaluate.load(str(METRIC_DIR), keep_in_memory=True)
+    # the installed path works from any working directory
+    assert Path(zeetad_hf.TEMPORAL_ACTION_MAP_METRIC) == METRIC_DIR
+    monkeypatch.chdir(tmp_path)
+    metric = evaluate.load(zeetad_hf.TEMPORAL_ACTION_MAP_METRIC, keep_in_memory=True)
     references = [
         {"video_id": "v1", "segments": [[0.0, 10.0], [4.0, 14.0]], "labels": ["A", "A"]},
         {"video_id": "v2", "segments": [[20.0, 30.0]], "labels": ["B"]},
