@@ -11,9 +11,9 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 
 from memory import peak_rss_mib
+from timing import timings_after_warm_up
 
 
 NUM_UNITS = 2304
@@ -53,12 +53,7 @@ def run_case(batch_size: int, mode: str, repeats: int, threads: int) -> dict:
             model.zero_grad(set_to_none=True)
             model(**inputs, labels=labels).loss.backward()
 
-    step()  # warm-up
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        timings.append(time.perf_counter() - start)
+    timings = timings_after_warm_up(step, repeats)
     peak_mib = peak_rss_mib()
     return {"batch_size": batch_size, "mode": mode, "seconds": min(timings), "peak_rss_mib": peak_mib}
 

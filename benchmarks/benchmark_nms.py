@@ -20,11 +20,11 @@ import argparse
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from timing import timings_after_warm_up
 
 from zeetad_hf.segment_utils import batched_nms
 
@@ -166,13 +166,7 @@ def same_detections(first: tuple[np.ndarray, ...], second: tuple[np.ndarray, ...
 
 
 def median_milliseconds(function: Callable[[], object], repeats: int) -> float:
-    function()  # warm-up
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - start)
-    return 1000 * statistics.median(timings)
+    return 1000 * statistics.median(timings_after_warm_up(function, repeats))
 
 
 def main() -> None:

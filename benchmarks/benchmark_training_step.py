@@ -11,10 +11,10 @@ Usage: python benchmarks/benchmark_training_step.py [--prompts_per_step 32] [--r
 """
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from timing import timings_after_warm_up
 
 from zeetad_hf import ZeetadConfig, ZeetadForTemporalActionDetection
 from zeetad_hf.training import sample_training_prompts
@@ -60,13 +60,7 @@ def seconds_per_step(prompts_per_step: int | None, repeats: int) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # warm-up
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        timings.append(time.perf_counter() - start)
-    return float(np.median(timings))
+    return float(np.median(timings_after_warm_up(step, repeats)))
 
 
 def main():
