@@ -21,6 +21,21 @@ from zeetad_hf import build_clip_tokenizer  # noqa: E402
 torch.set_num_threads(1)
 
 
+# Markers of transformers' common tests (tests/test_transformers_common.py), registered for --strict-markers.
+TRANSFORMERS_MARKERS = (
+    "accelerate_tests",
+    "flash_attn_test",
+    "flash_attn_3_test",
+    "flash_attn_4_test",
+    "torch_compile_test",
+)
+
+
+def pytest_configure(config):
+    for marker in TRANSFORMERS_MARKERS:
+        config.addinivalue_line("markers", f"{marker}: marker of transformers' common model tests")
+
+
 def pytest_collection_modifyitems(config, items):
     if os.environ.get("RUN_SLOW", "").lower() in ("1", "true", "yes", "on"):
         return

@@ -311,7 +311,9 @@ def test_deformable_attention_matches_explicit_linear_interpolation():
     values = torch.randn(1, 9, 8)
     queries = torch.randn(1, 4, 8)
     references = torch.rand(1, 4)
-    got = attention(queries, references, values, torch.ones(1, 9, dtype=torch.bool), level_lengths, feature_lengths)
+    got, got_weights = attention(
+        queries, references, values, torch.ones(1, 9, dtype=torch.bool), level_lengths, feature_lengths
+    )
 
     # Independent computation: sample each head/level/point by hand with linear interpolation (zero outside).
     projected = attention.value_proj(values)[0].view(9, 2, 4)
@@ -332,6 +334,8 @@ def test_deformable_attention_matches_explicit_linear_interpolation():
                 start += length
     expected = attention.output_proj(expected.view(4, 8))
     torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
+    # the returned attention weights are the ones applied: (batch, queries, heads, levels, points)
+    torch.testing.assert_close(got_weights[0], weights, rtol=1e-6, atol=1e-6)
 
 
 def test_tiny_model_overfits_two_videos(make_config, tokenizer):

@@ -175,6 +175,8 @@ class ZeetadConfig(PreTrainedConfig):
     focal_gamma: float = 2.0
     auxiliary_loss: bool = True
     init_std: float = 0.02
+    # a localization encoder and a query decoder, as DETR-style detectors (outputs `encoder_*` / `decoder_*` states)
+    is_encoder_decoder: bool = True
 
     def __post_init__(self, **kwargs):
         if self.logit_scale_init_value is None and self.classification_head in DEFAULT_LOGIT_SCALE_INIT:

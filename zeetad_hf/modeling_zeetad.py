@@ -14,6 +14,7 @@ Data flow of one forward pass:
 
 import math
 from dataclasses import dataclass
+from typing import Unpack
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +33,10 @@ from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.clip.modeling_clip import CLIPMLP
-from transformers.utils import ModelOutput, is_torchdynamo_compiling, logging
+from transformers.utils import ModelOutput, TransformersKwargs, is_torchdynamo_compiling, logging
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_zeetad import ZeetadConfig
 from .loss_zeetad import ZeetadLoss
@@ -78,6 +81,20 @@ class ZeetadModelOutput(ModelOutput):
             Encoder states of the finest temporal level; padded units are zero.
         feature_mask (`torch.BoolTensor` of shape `(batch_size, num_units)`):
             `True` for valid units.
+        encoder_hidden_states (`tuple[torch.FloatTensor]`, *optional*, returned with `output_hidden_states=True`):
+            The flattened multi-scale sequence `(batch_size, total_units, d_model)` (all pyramid levels, finest first)
+            before the first encoder layer and after each one.
+        encoder_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
+            Per encoder layer, the deformable attention weights `(batch_size, total_units, num_heads, num_levels,
+            num_points)` of every unit's sampling points.
+        decoder_hidden_states (`tuple[torch.FloatTensor]`, *optional*, returned with `output_hidden_states=True`):
+            The query states `(batch_size, num_queries, d_model)` before the first decoder layer and after each one.
+        decoder_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
+            Per decoder layer, the query self-attention weights `(batch_size, num_heads, num_queries, num_queries)`
+            (computed by the `eager` attention implementation; `None` entries with `sdpa`).
+        cross_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
+            Per decoder layer, the deformable cross-attention weights `(batch_size, num_queries, num_heads,
+            num_levels, num_points)`.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
@@ -89,6 +106,11 @@ class ZeetadModelOutput(ModelOutput):
     foreground_logits: torch.FloatTensor | None = None
     encoder_last_hidden_state: torch.FloatTensor | None = None
     feature_mask: torch.BoolTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor | None, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -130,6 +152,20 @@ class ZeetadTemporalActionDetectionOutput(ModelOutput):
             Query states after the last decoder layer.
         encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_units, d_model)`):
             Encoder states of the finest temporal level.
+        encoder_hidden_states (`tuple[torch.FloatTensor]`, *optional*, returned with `output_hidden_states=True`):
+            The flattened multi-scale sequence `(batch_size, total_units, d_model)` (all pyramid levels, finest first)
+            before the first encoder layer and after each one.
+        encoder_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
+            Per encoder layer, the deformable attention weights `(batch_size, total_units, num_heads, num_levels,
+            num_points)` of every unit's sampling points.
+        decoder_hidden_states (`tuple[torch.FloatTensor]`, *optional*, returned with `output_hidden_states=True`):
+            The query states `(batch_size, num_queries, d_model)` before the first decoder layer and after each one.
+        decoder_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
+            Per decoder layer, the query self-attention weights `(batch_size, num_heads, num_queries, num_queries)`
+            (computed by the `eager` attention implementation; `None` entries with `sdpa`).
+        cross_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
+            Per decoder layer, the deformable cross-attention weights `(batch_size, num_queries, num_heads,
+            num_levels, num_points)`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -145,6 +181,11 @@ class ZeetadTemporalActionDetectionOutput(ModelOutput):
     auxiliary_outputs: list[dict] | None = None
     last_hidden_state: torch.FloatTensor | None = None
     encoder_last_hidden_state: torch.FloatTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor | None, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -285,6 +326,11 @@ class ZeetadTemporalDeformableAttention(nn.Module):
                 Padded length of every level.
             feature_lengths (`torch.LongTensor` of shape `(batch_size,)`):
                 Valid length of the finest level (normalised positions are relative to it).
+
+        Returns:
+            `tuple[torch.FloatTensor, torch.FloatTensor]`: the output `(batch_size, num_queries, d_model)` and the
+            attention weights `(batch_size, num_queries, num_heads, num_levels, num_points)` (float32, summing to 1
+            over levels and points).
         """
         batch_size, num_queries, _ = hidden_states.shape
         value = self.value_proj(value_states) * value_mask[..., None]
@@ -338,7 +384,7 @@ class ZeetadTemporalDeformableAttention(nn.Module):
             output = output + (sampled * level_attention).sum(-1)
         # batch * heads, head_dim, queries -> batch, queries, d_model
         output = output.view(batch_size, self.num_heads * self.head_dim, num_queries).transpose(1, 2)
-        return self.output_proj(output.to(hidden_states.dtype))
+        return self.output_proj(output.to(hidden_states.dtype)), attention
 
 
 class ZeetadFeedForward(nn.Module):
@@ -377,12 +423,96 @@ class ZeetadEncoderLayer(GradientCheckpointingLayer):
         mask: torch.Tensor,
         level_lengths: list[int],
         feature_lengths: torch.Tensor,
-    ) -> torch.Tensor:
-        attended = self.self_attn(
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the new hidden states and the deformable attention weights."""
+        attended, attention_weights = self.self_attn(
             hidden_states + position_embeddings, reference_points, hidden_states, mask, level_lengths, feature_lengths
         )
         hidden_states = self.self_attn_layer_norm(hidden_states + self.dropout(attended))
-        return self.feed_forward(hidden_states) * mask[..., None]
+        return self.feed_forward(hidden_states) * mask[..., None], attention_weights
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention, `(batch, heads, length, head_dim)` each -> output `(batch, length, heads, head_dim)`
+    and weights `(batch, heads, length, length)` (the signature of transformers' attention interface)."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.dropout(weights.softmax(dim=-1), p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class ZeetadQuerySelfAttention(nn.Module):
+    """Self-attention among the decoder queries, through transformers' attention interface (`eager`, `sdpa`, ...).
+
+    The parameters are those of `nn.MultiheadAttention` (`in_proj_weight`, `in_proj_bias`, `out_proj`), and the
+    projections run in its `(queries, batch, d_model)` layout: with `sdpa` the outputs and gradients are bit-identical
+    to it, so checkpoints and runs from before this module load and reproduce unchanged.
+    """
+
+    def __init__(self, config: ZeetadConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.d_model // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * config.d_model, config.d_model))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * config.d_model))
+        self.out_proj = nn.Linear(config.d_model, config.d_model)
+        # nn.MultiheadAttention's constructor draws these from the global generator: the same draws keep every seeded
+        # initialisation of the model as it was (`_init_weights` then sets the final values)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.in_proj_bias)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(
+        self, hidden_states: torch.Tensor, position_embeddings: torch.Tensor, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Queries and keys carry the position embeddings, values do not; returns the output and the weights
+        `(batch, heads, queries, queries)` (`None` where the attention function does not compute them)."""
+        batch_size, num_queries, d_model = hidden_states.shape
+        # queries, batch, d_model
+        queries_and_keys = (hidden_states + position_embeddings).transpose(0, 1)
+        values = hidden_states.transpose(0, 1)
+        query_weight, key_weight, value_weight = self.in_proj_weight.chunk(3)
+        query_bias, key_bias, value_bias = self.in_proj_bias.chunk(3)
+
+        def split_heads(projected: torch.Tensor) -> torch.Tensor:
+            # queries, batch, d_model -> batch * heads, queries, head_dim -> batch, heads, queries, head_dim
+            projected = projected.reshape(num_queries, batch_size * self.num_heads, self.head_dim).transpose(0, 1)
+            return projected.view(batch_size, self.num_heads, num_queries, self.head_dim)
+
+        query = split_heads(F.linear(queries_and_keys, query_weight, query_bias))
+        key = split_heads(F.linear(queries_and_keys, key_weight, key_bias))
+        value = split_heads(F.linear(values, value_weight, value_bias))
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        # output: batch, queries, heads, head_dim
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            scaling=self.scaling,
+            dropout=self.config.attention_dropout if self.training else 0.0,
+            **kwargs,
+        )
+        # queries * batch, d_model in nn.MultiheadAttention's order
+        output = output.permute(1, 0, 2, 3).reshape(num_queries * batch_size, d_model)
+        output = self.out_proj(output).view(num_queries, batch_size, d_model).transpose(0, 1)
+        return output, weights
 
 
 class ZeetadDecoderLayer(GradientCheckpointingLayer):
@@ -390,9 +520,7 @@ class ZeetadDecoderLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: ZeetadConfig):
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(
-            config.d_model, config.num_attention_heads, dropout=config.attention_dropout, batch_first=True
-        )
+        self.self_attn = ZeetadQuerySelfAttention(config)
         self.self_attn_layer_norm = nn.LayerNorm(config.d_model)
         self.cross_attn = ZeetadTemporalDeformableAttention(
             config.d_model, config.num_attention_heads, config.num_feature_levels, config.decoder_num_points
@@ -410,11 +538,13 @@ class ZeetadDecoderLayer(GradientCheckpointingLayer):
         memory_mask: torch.Tensor,
         level_lengths: list[int],
         feature_lengths: torch.Tensor,
-    ) -> torch.Tensor:
-        queries = hidden_states + query_position_embeddings
-        attended, _ = self.self_attn(queries, queries, hidden_states, need_weights=False)
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Returns the new query states, the query self-attention weights (`None` where the attention function does
+        not compute them, e.g. `sdpa`) and the deformable cross-attention weights."""
+        attended, self_attention_weights = self.self_attn(hidden_states, query_position_embeddings, **kwargs)
         hidden_states = self.self_attn_layer_norm(hidden_states + self.dropout(attended))
-        attended = self.cross_attn(
+        attended, cross_attention_weights = self.cross_attn(
             hidden_states + query_position_embeddings,
             reference_segments,
             memory,
@@ -423,7 +553,7 @@ class ZeetadDecoderLayer(GradientCheckpointingLayer):
             feature_lengths,
         )
         hidden_states = self.cross_attn_layer_norm(hidden_states + self.dropout(attended))
-        return self.feed_forward(hidden_states)
+        return self.feed_forward(hidden_states), self_attention_weights, cross_attention_weights
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -566,7 +696,8 @@ class ZeetadPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=1.0)
-        elif isinstance(module, nn.MultiheadAttention):
+        elif isinstance(module, ZeetadQuerySelfAttention):
+            # nn.MultiheadAttention's initialisation (its out_proj is a Linear, initialised above)
             init.xavier_uniform_(module.in_proj_weight)
             init.zeros_(module.in_proj_bias)
         elif isinstance(module, ZeetadModel):
@@ -625,12 +756,15 @@ class ZeetadModel(ZeetadPreTrainedModel):
             masks.append(mask)
         return levels, masks
 
+    @can_return_tuple
     def forward(
         self,
         input_features: torch.FloatTensor,
         feature_attention_mask: torch.Tensor,
-        return_dict: bool | None = None,
-    ) -> tuple | ZeetadModelOutput:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ZeetadModelOutput:
         r"""
         Args:
             input_features (`torch.FloatTensor` of shape `(batch_size, num_units, feature_dim)`):
@@ -638,8 +772,15 @@ class ZeetadModel(ZeetadPreTrainedModel):
                 [`ZeetadForTemporalActionDetection.forward`]).
             feature_attention_mask (`torch.Tensor` of shape `(batch_size, num_units)`):
                 1 for valid units, 0 for padding; valid units form a prefix of each row.
+            output_attentions (`bool`, *optional*):
+                Return the attention weights of every layer (defaults to `config.output_attentions`).
+            output_hidden_states (`bool`, *optional*):
+                Return the states before and after every layer (defaults to `config.output_hidden_states`).
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
         feature_mask = feature_attention_mask.bool()
         feature_lengths = feature_mask.sum(-1)
         batch_size = input_features.shape[0]
@@ -664,10 +805,13 @@ class ZeetadModel(ZeetadPreTrainedModel):
         memory_mask = torch.cat(masks, dim=1)
 
         # 2. Deformable encoder over all levels.
+        encoder_hidden_states, encoder_attentions = [memory], []
         for encoder_layer in self.encoder_layers:
-            memory = encoder_layer(
+            memory, attention_weights = encoder_layer(
                 memory, position_embeddings, reference_points, memory_mask, level_lengths, feature_lengths
             )
+            encoder_hidden_states.append(memory)
+            encoder_attentions.append(attention_weights)
 
         # 3. Foreground mask (segment mask) on the finest level.
         finest_memory = memory[:, : level_lengths[0]]
@@ -678,13 +822,15 @@ class ZeetadModel(ZeetadPreTrainedModel):
         query_position, hidden_states = self.query_embeddings.weight.split(self.config.d_model, dim=-1)
         query_position = query_position[None].expand(batch_size, -1, -1)
         hidden_states = hidden_states[None].expand(batch_size, -1, -1)
+        initial_query_states = hidden_states
         # segments stay in float32 whatever the model's dtype (see ZeetadTemporalDeformableAttention)
         reference_segments = self.reference_head(query_position).float().sigmoid()
         intermediate_segments, intermediate_actionness, intermediate_hidden_states = [], [], []
+        decoder_attentions, cross_attentions = [], []
         for decoder_layer, segment_head, actionness_head in zip(
             self.decoder_layers, self.segment_heads, self.actionness_heads
         ):
-            hidden_states = decoder_layer(
+            hidden_states, self_attention_weights, cross_attention_weights = decoder_layer(
                 hidden_states,
                 query_position,
                 reference_segments,
@@ -692,7 +838,10 @@ class ZeetadModel(ZeetadPreTrainedModel):
                 memory_mask,
                 level_lengths,
                 feature_lengths,
+                **kwargs,
             )
+            decoder_attentions.append(self_attention_weights)
+            cross_attentions.append(cross_attention_weights)
             segments = (inverse_sigmoid(reference_segments) + segment_head(hidden_states).float()).sigmoid()
             intermediate_segments.append(segments)
             intermediate_actionness.append(actionness_head(hidden_states).squeeze(-1))
@@ -700,7 +849,7 @@ class ZeetadModel(ZeetadPreTrainedModel):
             # Each layer refines the previous layer's segments; gradients do not flow through the reference.
             reference_segments = segments.detach()
 
-        output = ZeetadModelOutput(
+        return ZeetadModelOutput(
             last_hidden_state=hidden_states,
             pred_segments=intermediate_segments[-1],
             actionness_logits=intermediate_actionness[-1],
@@ -710,8 +859,15 @@ class ZeetadModel(ZeetadPreTrainedModel):
             foreground_logits=foreground_logits,
             encoder_last_hidden_state=finest_memory,
             feature_mask=feature_mask,
+            encoder_hidden_states=tuple(encoder_hidden_states) if output_hidden_states else None,
+            encoder_attentions=tuple(encoder_attentions) if output_attentions else None,
+            # the initial query states and every decoder layer's output
+            decoder_hidden_states=(initial_query_states, *intermediate_hidden_states)
+            if output_hidden_states
+            else None,
+            decoder_attentions=tuple(decoder_attentions) if output_attentions else None,
+            cross_attentions=tuple(cross_attentions) if output_attentions else None,
         )
-        return output if return_dict else output.to_tuple()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -882,8 +1038,12 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
             model.vision_encoder.load_state_dict(clip_vision.state_dict())
         return model
 
+    @can_return_tuple
     def get_text_features(
-        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         r"""
         Encode class prompts into L2-normalised CLIP embeddings, averaging over prompt templates.
@@ -894,12 +1054,15 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
                 averaged (CLIP prompt ensembling).
             attention_mask (`torch.Tensor`, *optional*, same shape as `input_ids`):
                 1 for real tokens, 0 for padding.
+            kwargs:
+                `output_hidden_states`, `output_attentions`, `return_dict`, passed to the CLIP text encoder.
 
         Returns:
             [`~transformers.modeling_outputs.BaseModelOutputWithPooling`], as transformers' CLIP models return it:
             `pooler_output` of shape `(num_classes, clip_embedding_dim)` holds the class embeddings (projected,
             normalised, averaged over templates, normalised again); `last_hidden_state` of shape
-            `(num_classes * num_templates, sequence_length, hidden_size)` is the text encoder's.
+            `(num_classes * num_templates, sequence_length, hidden_size)`, `hidden_states` and `attentions` are the
+            text encoder's.
         """
         if input_ids.dim() not in (2, 3) or input_ids.shape[0] == 0:
             raise ValueError(
@@ -916,13 +1079,15 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
         # num_classes * num_templates, sequence_length
         flat_ids = input_ids.reshape(-1, sequence_length)
         flat_mask = attention_mask.reshape(-1, sequence_length) if attention_mask is not None else None
-        text_outputs = self.text_encoder(input_ids=flat_ids, attention_mask=flat_mask, return_dict=True)
+        text_outputs = self.text_encoder(input_ids=flat_ids, attention_mask=flat_mask, return_dict=True, **kwargs)
         embeddings = F.normalize(self.text_projection(text_outputs.pooler_output), dim=-1)
         # num_classes, num_templates, clip_embedding_dim
         embeddings = embeddings.view(num_classes, -1, embeddings.shape[-1])
         return BaseModelOutputWithPooling(
             last_hidden_state=text_outputs.last_hidden_state,
             pooler_output=F.normalize(embeddings.mean(dim=1), dim=-1),
+            hidden_states=text_outputs.hidden_states,
+            attentions=text_outputs.attentions,
         )
 
     def get_input_embeddings(self) -> nn.Module:
@@ -1079,6 +1244,7 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
             return logits.softmax(-1)
         return logits.sigmoid()
 
+    @can_return_tuple
     def forward(
         self,
         input_features: torch.FloatTensor,
@@ -1088,8 +1254,10 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         text_embeds: torch.FloatTensor | None = None,
         labels: list[dict] | None = None,
-        return_dict: bool | None = None,
-    ) -> tuple | ZeetadTemporalActionDetectionOutput:
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ZeetadTemporalActionDetectionOutput:
         r"""
         Args:
             input_features (`torch.FloatTensor` of shape `(batch_size, num_units, feature_dim)`):
@@ -1109,10 +1277,15 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
                 One dict per video: `"class_labels"` (`torch.LongTensor` of shape `(num_actions,)`, indices into the
                 prompts) and `"segments"` (`torch.FloatTensor` of shape `(num_actions, 2)`, normalised
                 `(center, width)` relative to the video's valid length: unit `t` spans `[t / V, (t + 1) / V]`).
+            output_attentions (`bool`, *optional*):
+                Return the attention weights of every localization layer (`encoder_attentions`,
+                `decoder_attentions`, `cross_attentions`); defaults to `config.output_attentions`.
+            output_hidden_states (`bool`, *optional*):
+                Return the states around every localization layer (`encoder_hidden_states`,
+                `decoder_hidden_states`); defaults to `config.output_hidden_states`.
             return_dict (`bool`, *optional*):
                 Return a [`ZeetadTemporalActionDetectionOutput`] (default) or a tuple.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         feature_mask = self._validate_inputs(input_features, feature_attention_mask, clip_features)
         if (input_ids is None) == (text_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` (class prompts) or `text_embeds`.")
@@ -1131,7 +1304,14 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
             text_embeds = F.normalize(text_embeds, dim=-1)
 
         # 1. Dual localization.
-        localization = self.model(input_features, feature_mask, return_dict=True)
+        localization = self.model(
+            input_features,
+            feature_mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            **kwargs,
+        )
 
         # 2. Per-unit semantics: adapted CLIP frame embeddings compared with every class prompt.
         semantic_features = clip_features if clip_features is not None else input_features
@@ -1183,7 +1363,7 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
                 auxiliary_outputs=auxiliary_outputs,
             )
 
-        output = ZeetadTemporalActionDetectionOutput(
+        return ZeetadTemporalActionDetectionOutput(
             loss=loss,
             loss_dict=loss_dict,
             logits=layer_logits[-1],
@@ -1197,8 +1377,12 @@ class ZeetadForTemporalActionDetection(ZeetadPreTrainedModel):
             auxiliary_outputs=auxiliary_outputs or None,
             last_hidden_state=localization.last_hidden_state,
             encoder_last_hidden_state=localization.encoder_last_hidden_state,
+            encoder_hidden_states=localization.encoder_hidden_states,
+            encoder_attentions=localization.encoder_attentions,
+            decoder_hidden_states=localization.decoder_hidden_states,
+            decoder_attentions=localization.decoder_attentions,
+            cross_attentions=localization.cross_attentions,
         )
-        return output if return_dict else output.to_tuple()
 
 
 __all__ = [
