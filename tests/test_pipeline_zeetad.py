@@ -371,13 +371,16 @@ except ImportError:
     pass
 else:
     sys.exit("zeetad_hf is importable: the test environment is not clean")
+# inference needs only what the export declares (torch, transformers, peft, numpy, av): scipy is for training only
+sys.modules["scipy"] = None
 import torch
 torch.set_num_threads(1)
-from transformers import pipeline
+from transformers import AutoModel, pipeline
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
 detector = pipeline("zero-shot-temporal-action-detection", model=sys.argv[1], trust_remote_code=True)
 features = {"clip_features": torch.load(sys.argv[3]), "fps": 30, "feature_stride": 4}
 results = detector([sys.argv[2], features], candidate_labels=["jumping", "diving"], threshold=0.0, top_k=4)
-print(json.dumps({"module": type(detector).__module__, "results": results}))
+print(json.dumps({"module": type(detector).__module__, "model_module": type(model).__module__, "results": results}))
 """
 
 
@@ -405,6 +408,11 @@ def test_remote_code_export_runs_where_zeetad_hf_is_not_installed(checkpoint, de
     assert processor_config["feature_extractor"]["auto_map"]["AutoFeatureExtractor"] == (
         "feature_extraction_zeetad.ZeetadFeatureExtractor"
     )
+    # where zeetad_hf is installed, the export loads like a package checkpoint: no `trust_remote_code` needed
+    installed = pipeline(TASK, model=str(export_dir))
+    assert type(installed) is ZeroShotTemporalActionDetectionPipeline
+    assert type(installed.model) is ZeetadForTemporalActionDetection
+    assert "custom_pipelines" not in installed.model.config.to_dict()
     # the export leaves no trace on the live objects: a plain save is still a package checkpoint
     model.save_pretrained(tmp_path / "plain")
     processor.save_pretrained(tmp_path / "plain")
@@ -435,6 +443,7 @@ def test_remote_code_export_runs_where_zeetad_hf_is_not_installed(checkpoint, de
     assert completed.returncode == 0, completed.stderr[-3000:]
     remote = json.loads(completed.stdout.strip().splitlines()[-1])
     assert remote["module"].startswith("transformers_modules.")
+    assert remote["model_module"].startswith("transformers_modules.")
     features = {"clip_features": clip_features, "fps": 30, "feature_stride": 4}
     local = detector([video, features], candidate_labels=LABELS, threshold=0.0, top_k=4)
     for remote_result, local_result in zip(remote["results"], local):

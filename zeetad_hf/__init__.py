@@ -5,7 +5,7 @@ from pathlib import Path
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from .configuration_zeetad import ZeetadConfig
+from .configuration_zeetad import PIPELINE_TASK, ZeetadConfig
 from .evaluation import temporal_action_map
 from .export import export_for_remote_code
 from .feature_extraction_zeetad import ZeetadFeatureExtractor
@@ -35,10 +35,10 @@ AutoModel.register(ZeetadConfig, ZeetadForTemporalActionDetection, exist_ok=True
 AutoFeatureExtractor.register(ZeetadConfig, ZeetadFeatureExtractor, exist_ok=True)
 AutoProcessor.register(ZeetadConfig, ZeetadProcessor, exist_ok=True)
 PIPELINE_REGISTRY.register_pipeline(
-    "zero-shot-temporal-action-detection",
+    PIPELINE_TASK,
     pipeline_class=ZeroShotTemporalActionDetectionPipeline,
     pt_model=AutoModel,
-    default=NoDefaultModel("zero-shot-temporal-action-detection"),
+    default=NoDefaultModel(PIPELINE_TASK),
     type="multimodal",
 )
 

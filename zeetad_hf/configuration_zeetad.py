@@ -5,6 +5,10 @@ from transformers import CLIPTextConfig, CLIPVisionConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 
+# The pipeline task of ZEETAD checkpoints (registered by `import zeetad_hf`, named in remote-code exports).
+PIPELINE_TASK = "zero-shot-temporal-action-detection"
+
+
 TEXT_ADAPTER_TYPES = ("bottleneck", "lora")
 CLASSIFICATION_HEADS = ("sigmoid", "softmax")
 # Initial log temperature of each head when `logit_scale_init_value` is not given: CLIP's ln(100) for the softmax over
@@ -182,9 +186,25 @@ class ZeetadConfig(PreTrainedConfig):
         if self.logit_scale_init_value is None and self.classification_head in DEFAULT_LOGIT_SCALE_INIT:
             self.logit_scale_init_value = DEFAULT_LOGIT_SCALE_INIT[self.classification_head]
         super().__post_init__(**kwargs)
+        self._prefer_the_installed_pipeline()
         # Run the cross-field checks here too so that users get the plain `ValueError` (the strict dataclass
         # machinery re-runs them after `__init__` wrapped in its own exception type).
         self.validate_architecture()
+
+    def _prefer_the_installed_pipeline(self) -> None:
+        """Drop the pipeline task from `custom_pipelines` when this class is the installed package's own.
+
+        A checkpoint exported for remote code ([`~zeetad_hf.export_for_remote_code`], and every folder training
+        pushes) names its copy of the pipeline under `custom_pipelines` for environments without `zeetad_hf`; there
+        `pipeline()` asks for `trust_remote_code=True`. The installed package registers the task itself, so its
+        users run the installed pipeline without that flag. (The copy of this file in a checkpoint is imported under
+        another module name and keeps the entry.)
+        """
+        custom_pipelines = getattr(self, "custom_pipelines", None)
+        if __name__ == "zeetad_hf.configuration_zeetad" and isinstance(custom_pipelines, dict):
+            self.custom_pipelines = {task: spec for task, spec in custom_pipelines.items() if task != PIPELINE_TASK}
+            if not self.custom_pipelines:
+                del self.custom_pipelines
 
     @property
     def clip_embedding_dim(self) -> int:

@@ -5,10 +5,10 @@ from contextlib import contextmanager
 
 from transformers.dynamic_module_utils import custom_object_save
 
+from .configuration_zeetad import PIPELINE_TASK
 from .pipeline_zeetad import ZeroShotTemporalActionDetectionPipeline
 
 
-TASK = "zero-shot-temporal-action-detection"
 # Auto class of every exported object; transformers resolves `auto_map` entries through these names.
 AUTO_CLASSES = {
     "config": "AutoConfig",
@@ -84,7 +84,7 @@ def export_for_remote_code(model, processor, save_directory: str | os.PathLike) 
     pipeline_class = ZeroShotTemporalActionDetectionPipeline
     with _registered_for_auto_classes(model, processor):
         model.config.custom_pipelines = {
-            TASK: {
+            PIPELINE_TASK: {
                 "impl": f"{pipeline_class.__module__.rsplit('.', 1)[-1]}.{pipeline_class.__name__}",
                 "pt": ["AutoModel"],
                 "type": "multimodal",

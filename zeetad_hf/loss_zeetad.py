@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from .configuration_zeetad import CLASSIFICATION_HEADS, ZeetadConfig
@@ -189,6 +188,9 @@ def _match(
             )
 
         # 4. Optimal one-to-one assignment (min(num_queries, num_targets) pairs), rows = queries sorted ascending.
+        # imported here: only training needs scipy, and remote-code checkpoints for inference do not declare it
+        from scipy.optimize import linear_sum_assignment
+
         query_indices, target_indices = linear_sum_assignment(cost.cpu().numpy())
         indices.append(
             (
