@@ -3,13 +3,21 @@
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from transformers.utils import logging
 
 from .file_utils import atomic_write
 
 
 if TYPE_CHECKING:
+    from matplotlib.colors import Colormap, Normalize
     from matplotlib.figure import Figure
+    from matplotlib.legend import Legend
+    from matplotlib.patches import Patch
+
+logger = logging.get_logger(__name__)
 
 
 # Layout in inches at `_DPI`; the figure grows with the number of rows so that labels never overlap.
@@ -20,6 +28,12 @@ _MARGIN_HEIGHT = 1.4
 _BAR_HEIGHT = 0.7
 _GROUND_TRUTH_PREFIX = "GT: "
 _GROUND_TRUTH_COLOR = "#d62728"
+_SHADING_COLOR = "0.94"
+# The legend below the plot has at most `_LEGEND_COLUMNS` entries a line; the scores whose colours stand for "coloured
+# by score" in it.
+_LEGEND_COLUMNS = 2
+_LEGEND_LINE_HEIGHT = 0.3
+_SCORE_SWATCH = (0.1, 0.5, 0.9)
 # File extension -> matplotlib format of the pictures `plot_timeline` writes.
 PLOT_FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 
@@ -131,6 +145,173 @@ def validate_ground_truth(ground_truth: Sequence[Mapping]) -> list[tuple[str, fl
     return parsed
 
 
+def _stack_rows(segments: Sequence[tuple[float, float]]) -> list[int]:
+    r"""
+    Give each segment of one row a sub-row so that no box covers or touches another.
+
+    The segments are placed in the given order, each in the first sub-row where it shares no point with a segment
+    already there. Intervals count as closed, so boxes that only touch are separated too (two boxes of the same colour
+    side by side would read as one long box).
+
+    Args:
+        segments (`list[tuple[float, float]]`):
+            `(start, end)` seconds, in order of priority: the first segment gets sub-row 0.
+
+    Returns:
+        `list[int]`: the sub-row of each segment (0 is the top one).
+    """
+    placed: list[list[tuple[float, float]]] = []
+    sub_rows = []
+    for start, end in segments:
+        sub_row = next(
+            (
+                index
+                for index, row in enumerate(placed)
+                if all(end < other_start or other_end < start for other_start, other_end in row)
+            ),
+            len(placed),
+        )
+        if sub_row == len(placed):
+            placed.append([])
+        placed[sub_row].append((start, end))
+        sub_rows.append(sub_row)
+    return sub_rows
+
+
+@dataclass
+class _RowLayout:
+    """Where `timeline_figure` draws each box: y rows of detections and ground truth, and the rows of each label."""
+
+    detection_rows: list[int]
+    ground_truth_rows: list[int]
+    tick_labels: dict[int, str] = field(default_factory=dict)  # first row of a row group -> its name
+    label_spans: list[tuple[int, int]] = field(default_factory=list)  # rows [first, end) of each label
+    num_rows: int = 0
+    stacked: bool = False  # whether some label needed more than one sub-row
+
+
+def _row_layout(
+    detections: Sequence[tuple[str, float, float, float]], ground_truth: Sequence[tuple[str, float, float]]
+) -> _RowLayout:
+    """Lay out the rows of [`timeline_figure`]: labels by their best score, then ground-truth-only labels."""
+    by_score = sorted(range(len(detections)), key=lambda index: -detections[index][1])  # stable: ties keep input order
+    by_start = sorted(range(len(ground_truth)), key=lambda index: ground_truth[index][1:])
+    labels = dict.fromkeys([detections[index][0] for index in by_score] + [item[0] for item in ground_truth])
+    layout = _RowLayout(detection_rows=[0] * len(detections), ground_truth_rows=[0] * len(ground_truth))
+    groups = (
+        (detections, by_score, layout.detection_rows, ""),
+        (ground_truth, by_start, layout.ground_truth_rows, _GROUND_TRUTH_PREFIX),
+    )
+    for label in labels:
+        first_row = layout.num_rows
+        for items, order, rows, prefix in groups:
+            indices = [index for index in order if items[index][0] == label]
+            if not indices:
+                continue  # a label gets no row of a kind it has nothing of
+            sub_rows = _stack_rows([items[index][-2:] for index in indices])
+            for index, sub_row in zip(indices, sub_rows):
+                rows[index] = layout.num_rows + sub_row
+            layout.tick_labels[layout.num_rows] = prefix + label
+            layout.num_rows += max(sub_rows) + 1
+            layout.stacked = layout.stacked or max(sub_rows) > 0
+        layout.label_spans.append((first_row, layout.num_rows))
+    return layout
+
+
+def _timeline_end(duration: Any, ends: list[float]) -> float:
+    """End of the x axis in seconds: `duration` once checked, else the latest segment end (1 s for an empty plot)."""
+    if duration is not None:
+        try:
+            duration = float(duration)
+        except (TypeError, ValueError):
+            raise ValueError(f"`duration` must be a number of seconds, got {duration!r}.") from None
+        if not (math.isfinite(duration) and duration > 0):
+            raise ValueError(f"`duration` must be a finite number of seconds > 0, got {duration}.")
+        return duration
+    latest_end = max(ends, default=0.0)
+    return latest_end if latest_end > 0 else 1.0
+
+
+def _in_shown_range(items: list[tuple], x_limit: float, what: str) -> list[tuple]:
+    """Keep the segments (tuples ending in start, end) that start inside `[0, x_limit]`; warn about the others."""
+    shown = [item for item in items if item[-2] <= x_limit]
+    if len(shown) < len(items):
+        logger.warning(
+            f"{len(items) - len(shown)} of {len(items)} {what} start after the end of the timeline ({x_limit} s): "
+            "not drawn."
+        )
+    return shown
+
+
+def _stacked_boxes_symbol(
+    legend: "Legend",
+    orig_handle: "Patch",
+    xdescent: float,
+    ydescent: float,
+    width: float,
+    height: float,
+    fontsize: float,
+) -> "Patch":
+    """Legend symbol of stacked sub-rows (a `HandlerPatch` `patch_func`): two boxes, one lower and to the right."""
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path
+    from matplotlib.transforms import Affine2D
+
+    box_width, box_height = 0.65 * width, 0.45 * height
+    boxes = [
+        Path.unit_rectangle().transformed(Affine2D().scale(box_width, box_height).translate(left, bottom))
+        for left, bottom in (
+            (-xdescent, -ydescent + height - box_height),
+            (-xdescent + width - box_width, -ydescent),
+        )
+    ]
+    return PathPatch(Path.make_compound_path(*boxes))
+
+
+def _add_legend(
+    figure: "Figure",
+    colormap: "Colormap",
+    norm: "Normalize",
+    layout: _RowLayout,
+    has_detections: bool,
+    has_ground_truth: bool,
+) -> None:
+    """Explain every kind of mark `timeline_figure` drew, below the plot; nothing is added to an empty plot."""
+    from matplotlib.legend_handler import HandlerPatch, HandlerTuple
+    from matplotlib.patches import Patch
+
+    outline = {"edgecolor": "black", "linewidth": 0.5}
+    entries = []  # (handle, text)
+    if has_detections:
+        swatch = tuple(Patch(facecolor=colormap(norm(score)), **outline) for score in _SCORE_SWATCH)
+        entries.append((swatch, "detection (fill: score, see colour bar)"))
+    if has_ground_truth:
+        entries.append((Patch(facecolor=_GROUND_TRUTH_COLOR, hatch="//", **outline), 'ground truth ("GT:" rows)'))
+    if len(layout.label_spans) > 1:
+        entries.append((Patch(facecolor=_SHADING_COLOR, edgecolor="0.8"), "grey band: rows of one label"))
+    handler_map = {tuple: HandlerTuple(ndivide=None, pad=0)}
+    if layout.stacked:
+        stacked = Patch(facecolor="white", **outline)
+        handler_map[stacked] = HandlerPatch(patch_func=_stacked_boxes_symbol)
+        entries.append((stacked, "overlapping boxes of a label: one sub-row each, best on top"))
+    if entries:
+        handles, texts = zip(*entries)
+        figure.legend(
+            handles,
+            texts,
+            loc="outside lower center",
+            ncols=min(len(entries), _LEGEND_COLUMNS),
+            handler_map=handler_map,
+            frameon=False,
+            fontsize="small",
+            handlelength=2.5,
+            handleheight=1.2,
+        )
+        # Grow the figure by the legend's lines, so that the rows keep their height.
+        num_lines = math.ceil(len(entries) / _LEGEND_COLUMNS)
+        figure.set_figheight(figure.get_figheight() + _LEGEND_LINE_HEIGHT * num_lines)
+
+
 def timeline_figure(
     detections: Sequence[Mapping],
     *,
@@ -141,10 +322,24 @@ def timeline_figure(
     r"""
     Draw the detections of one video as a timeline and return the (unsaved) matplotlib figure.
 
-    Rows are labels, ordered by their best detection (highest on top), then labels that only occur in the ground truth.
-    With `ground_truth`, every label gets a second row `"GT: <label>"` right below its detections, so misses and false
-    alarms are visible side by side. The figure is built without `matplotlib.pyplot`, so it neither needs a display
-    nor touches global plotting state.
+    Layout:
+        - Rows are labels, ordered by their best detection (highest on top), then labels that only occur in the ground
+          truth. A label with ground truth gets a second row `"GT: <label>"` (hatched boxes) right below its
+          detections, so misses and false alarms are visible side by side. A label gets no detection row without
+          detections and no `"GT:"` row without ground truth: there are no empty rows.
+        - Boxes of one row never cover or touch each other: a box that shares any point with a box of the same label
+          (detections by descending score, ground truth by start time) moves to the first sub-row below where it
+          fits. Soft-NMS near-duplicates (typically a temporal IoU >= 0.5 with a higher-scoring detection) are
+          therefore stacked, each with its own score colour, instead of merged: no detection is hidden or dropped.
+          Each sub-row adds a row's height to the figure; pass fewer detections (the pipeline's `top_k`) for a compact
+          plot.
+        - The rows of every other label are shaded grey, so each label's detection, sub- and `"GT:"` rows read as one
+          group.
+        - A legend below the plot explains each kind of mark that is drawn; the colour bar maps fill to score.
+        - Segments that start after `duration` are outside the plot: they get no box and no row, and a warning says
+          how many there were.
+
+    The figure is built without `matplotlib.pyplot`, so it neither needs a display nor touches global plotting state.
 
     Args:
         detections (`list[dict]`):
@@ -174,77 +369,56 @@ def timeline_figure(
     from matplotlib.figure import Figure
 
     parsed_detections = _parse_detections(detections)
-    parsed_ground_truth = validate_ground_truth(ground_truth) if ground_truth is not None else None
-    if duration is not None:
-        try:
-            duration = float(duration)
-        except (TypeError, ValueError):
-            raise ValueError(f"`duration` must be a number of seconds, got {duration!r}.") from None
-        if not (math.isfinite(duration) and duration > 0):
-            raise ValueError(f"`duration` must be a finite number of seconds > 0, got {duration}.")
+    parsed_ground_truth = validate_ground_truth(ground_truth) if ground_truth is not None else []
+    x_limit = _timeline_end(duration, [item[-1] for item in parsed_detections + parsed_ground_truth])
+    parsed_detections = _in_shown_range(parsed_detections, x_limit, "detections")
+    parsed_ground_truth = _in_shown_range(parsed_ground_truth, x_limit, "ground-truth segments")
+    layout = _row_layout(parsed_detections, parsed_ground_truth)
 
-    # Row order: best-scoring label first (dicts keep insertion order), ground-truth-only labels last.
-    labels = {}
-    for label, _, _, _ in sorted(parsed_detections, key=lambda item: -item[1]):
-        labels.setdefault(label, None)
-    for label, _, _ in parsed_ground_truth or []:
-        labels.setdefault(label, None)
-    rows_per_label = 2 if parsed_ground_truth is not None else 1
-    num_rows = max(len(labels) * rows_per_label, 1)
-
+    num_rows = max(layout.num_rows, 1)
     figure = Figure(figsize=(_FIGURE_WIDTH, _MARGIN_HEIGHT + _ROW_HEIGHT * num_rows), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     colormap = colormaps["viridis"]
     norm = Normalize(vmin=0.0, vmax=1.0)
 
-    row_of_label = {label: index * rows_per_label for index, label in enumerate(labels)}
-    if parsed_ground_truth is not None:
-        # Shade every other label's pair of rows so each detection row reads together with its ground truth row.
-        for index in range(1, len(labels), 2):
-            axes.axhspan(index * rows_per_label - 0.5, (index + 1) * rows_per_label - 0.5, color="0.94", zorder=0)
-    # Weakest first so that, where detections of one label overlap, the strongest is drawn on top.
-    for label, score, start, end in sorted(parsed_detections, key=lambda item: item[1]):
+    for first_row, end_row in layout.label_spans[1::2]:
+        axes.axhspan(first_row - 0.5, end_row - 0.5, color=_SHADING_COLOR, zorder=0)
+    bar_style = {"height": _BAR_HEIGHT, "edgecolor": "black", "linewidth": 0.5}
+    if parsed_detections:
+        # Weakest first, so that the strongest detection is also the topmost artist (and the last one in SVG/PDF).
+        order = sorted(range(len(parsed_detections)), key=lambda index: parsed_detections[index][1])
         axes.barh(
-            row_of_label[label],
-            end - start,
-            left=start,
-            height=_BAR_HEIGHT,
-            color=colormap(norm(score)),
-            edgecolor="black",
-            linewidth=0.5,
+            [layout.detection_rows[index] for index in order],
+            [parsed_detections[index][3] - parsed_detections[index][2] for index in order],
+            left=[parsed_detections[index][2] for index in order],
+            color=[colormap(norm(parsed_detections[index][1])) for index in order],
+            label="detections",
+            **bar_style,
         )
-    for label, start, end in parsed_ground_truth or []:
+    if parsed_ground_truth:
         axes.barh(
-            row_of_label[label] + 1,
-            end - start,
-            left=start,
-            height=_BAR_HEIGHT,
+            layout.ground_truth_rows,
+            [end - start for _, start, end in parsed_ground_truth],
+            left=[start for _, start, _ in parsed_ground_truth],
             color=_GROUND_TRUTH_COLOR,
-            edgecolor="black",
-            linewidth=0.5,
             hatch="//",
+            label="ground truth",
+            **bar_style,
         )
 
-    tick_labels = []
-    for label in labels:
-        tick_labels.append(label)
-        if parsed_ground_truth is not None:
-            tick_labels.append(_GROUND_TRUTH_PREFIX + label)
-    axes.set_yticks(range(len(tick_labels)), tick_labels)
+    axes.set_yticks(list(layout.tick_labels), list(layout.tick_labels.values()))
     # Row 0 at the top reads like a ranked list.
     axes.set_ylim(num_rows - 0.5, -0.5)
-
-    ends = [end for _, _, _, end in parsed_detections] + [end for _, _, end in parsed_ground_truth or []]
-    x_max = duration if duration is not None else max(ends, default=0.0)
-    axes.set_xlim(0.0, x_max if x_max > 0 else 1.0)
+    axes.set_xlim(0.0, x_limit)
     axes.set_xlabel("time (s)")
     axes.grid(axis="x", linestyle=":", linewidth=0.5)
-    if not labels:
+    if not layout.num_rows:
         axes.text(0.5, 0.5, "no detections", transform=axes.transAxes, ha="center", va="center", color="gray")
     if title is not None:
         axes.set_title(title)
     figure.colorbar(ScalarMappable(norm=norm, cmap=colormap), ax=axes, label="score", pad=0.01)
+    _add_legend(figure, colormap, norm, layout, bool(parsed_detections), bool(parsed_ground_truth))
     return figure
 
 
