@@ -11,10 +11,15 @@ The ground truth is read from the annotation file itself (evaluation subset, res
 classes), so the numbers are those of the official ActivityNet evaluator on the raw files. Unlike the official
 evaluator, predictions on videos that are not in the ground truth and video ids given twice are refused unless
 `--unknown_videos false_positive` / `--duplicate_videos keep_last` restore the official behaviour.
+
+Errors are one line on stderr (`evaluate.py: error: ...`), exit status 2 for the command line, 1 for anything else
+(e.g. a predictions file in another format); `--debug` adds the traceback. The output folder and the model folders
+are checked before anything is scored.
 """
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,12 +27,12 @@ import numpy as np
 import transformers
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
-from transformers import HfArgumentParser
 
 from zeetad_hf import ZeetadForTemporalActionDetection, ZeetadProcessor
+from zeetad_hf.cli_errors import CommandLineHfArgumentParser, run_command
 from zeetad_hf.data import BENCHMARKS, load_benchmark, load_benchmark_ground_truth
 from zeetad_hf.evaluation import load_predictions, score_predictions, validate_tiou_thresholds
-from zeetad_hf.file_utils import atomic_write, write_json_atomic
+from zeetad_hf.file_utils import atomic_write, check_model_folder, check_writable_directory, write_json_atomic
 from zeetad_hf.training import (
     ZeetadDataCollator,
     encode_class_prompts,
@@ -45,12 +50,16 @@ logger = logging.getLogger(__name__)
 @dataclass
 class EvaluationArguments:
     output_dir: str = field(metadata={"help": "Where evaluation_results.json and evaluation_results.md are written."})
-    dataset: str = field(default="thumos14", metadata={"help": "Benchmark: thumos14 or activitynet."})
+    dataset: Literal["thumos14", "activitynet"] = field(
+        default="thumos14", metadata={"help": "Benchmark: thumos14 or activitynet."}
+    )
     annotations: str | None = field(
         default=None, metadata={"help": "Annotation file: thumos14.json, or ActivityNet's anet_anno_action.json."}
     )
     video_info: str | None = field(default=None, metadata={"help": "ActivityNet only: the video information CSV."})
-    split_setting: str = field(default="75_25", metadata={"help": "Zero-shot setting: 75_25 or 50_50."})
+    split_setting: Literal["75_25", "50_50"] = field(
+        default="75_25", metadata={"help": "Zero-shot setting: 75_25 or 50_50."}
+    )
     split: int = field(default=0, metadata={"help": "Zero-shot class split, 0-9 (ignored with --all_splits)."})
     all_splits: bool = field(default=False, metadata={"help": "Evaluate the 10 splits and report their mean."})
     predictions: str | None = field(
@@ -77,6 +86,10 @@ class EvaluationArguments:
             "readers, the official evaluator among them, keep)."
         },
     )
+
+    def __post_init__(self):
+        if not 0 <= self.split <= 9:
+            raise ValueError(f"`split` must be in [0, 9], got {self.split}.")
 
 
 @dataclass
@@ -117,16 +130,11 @@ def read_predictions(path: str, unseen: list[str], duplicate_videos: str) -> dic
     return results
 
 
-def main():
-    # 1. Arguments (`[config.json] [--flag value ...]`, flags override the file)
-    parser = HfArgumentParser((EvaluationArguments, InferenceArguments))
-    args, inference = parse_arguments(parser)
-    if args.dataset not in BENCHMARKS:
-        parser.error(f"--dataset must be one of {sorted(BENCHMARKS)}, got {args.dataset!r}.")
+def check_arguments(parser, args: EvaluationArguments, inference: InferenceArguments) -> list[float]:
+    """Usage errors of flags that go together (one line, exit status 2); returns the tIoU thresholds."""
     if args.annotations is None or (args.predictions is None) == (args.model_name_or_path is None):
         parser.error("pass --annotations and exactly one of --predictions or --model_name_or_path.")
-    source = args.predictions or args.model_name_or_path
-    if args.all_splits and "{split}" not in source:
+    if args.all_splits and "{split}" not in (args.predictions or args.model_name_or_path):
         parser.error("with --all_splits the predictions / model path must contain {split} (one model per split).")
     if args.model_name_or_path is not None and inference.features is None:
         parser.error("--model_name_or_path needs --features (and --clip_features for localization features).")
@@ -135,9 +143,23 @@ def main():
         validate_tiou_thresholds(tiou_thresholds)
     except ValueError as error:
         parser.error(f"--tiou_thresholds: {error}")
+    return tiou_thresholds
+
+
+def main(argv: list[str] | None = None):
+    # 1. Arguments (`[config.json] [--flag value ...]`, flags override the file), then what can be checked before any
+    # work: the output folder is writable, every model folder holds config, complete weights and processor
+    parser = CommandLineHfArgumentParser((EvaluationArguments, InferenceArguments))
+    args, inference = parse_arguments(parser, argv)
+    tiou_thresholds = check_arguments(parser, args, inference)
+    source = args.predictions or args.model_name_or_path
+    splits = range(NUM_SPLITS) if args.all_splits else [args.split]
+    check_writable_directory(args.output_dir, "--output_dir")
+    if args.model_name_or_path is not None:
+        for split in splits:
+            check_model_folder(args.model_name_or_path.format(split=split), "--model_name_or_path")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
-    splits = range(NUM_SPLITS) if args.all_splits else [args.split]
 
     # 2. Ground truth of the evaluation subset; in model mode also the videos, their loader and the processes
     try:
@@ -145,7 +167,8 @@ def main():
             args.dataset, args.annotations, args.video_info, duplicate_videos=args.duplicate_videos
         )
     except (OSError, ValueError) as error:
-        parser.error(f"--annotations {args.annotations}: {error}")
+        # a runtime error (exit status 1) that names the flag and the file
+        raise ValueError(f"--annotations {args.annotations}: {error}") from error
     accelerator = eval_dataloader = None
     if args.model_name_or_path is not None:
         accelerator = Accelerator(cpu=not has_accelerator())
@@ -179,12 +202,12 @@ def main():
             path = args.predictions.format(split=split)
             try:
                 results = read_predictions(path, unseen, args.duplicate_videos)
-                # the problems of a saved file are reported as usage errors, in one message that names the file
                 metrics = score_predictions(
                     split_ground_truth, results, unseen, tiou_thresholds, unknown_videos=args.unknown_videos
                 )
             except (OSError, ValueError) as error:
-                parser.error(f"--predictions {path}: {error}")
+                # a runtime error (exit status 1) in one message that names the flag and the file
+                raise ValueError(f"--predictions {path}: {error}") from error
         else:
             path = args.model_name_or_path.format(split=split)
             model = ZeetadForTemporalActionDetection.from_pretrained(path).to(accelerator.device)
@@ -239,4 +262,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "evaluate.py"))

@@ -9,18 +9,26 @@ feature file behind) and split across processes when launched with Accelerate:
 
 On a CPU-only machine use `--multi_gpu` too (the `--cpu` launcher silently runs one process); the script then builds
 its state with `cpu=True`.
+
+Errors are one line on stderr (`extract_features.py: error: ...`), exit status 2 for the command line, 1 for anything
+else (a missing folder, a corrupt CLIP checkpoint, a broken video, a full disk); `--debug` adds the traceback. The
+output folder and the CLIP folder are checked before any video is decoded.
 """
 
 import os
+import sys
 from dataclasses import dataclass, field
 
 import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
-from transformers import CLIPVisionModelWithProjection, HfArgumentParser
+from transformers import CLIPVisionModelWithProjection
 
 from zeetad_hf import ZeetadFeatureExtractor
+from zeetad_hf.cli_errors import CommandLineHfArgumentParser, run_command
+from zeetad_hf.file_utils import check_model_folder, check_writable_directory, remove_interrupted_writes
 from zeetad_hf.frame_embedding import extract_video_features
+from zeetad_hf.video_utils import validate_sampling_fps
 
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
@@ -36,6 +44,11 @@ class ExtractionArguments:
     sampling_fps: float = field(default=1.0, metadata={"help": "Sampled frames (temporal units) per second."})
     frame_batch_size: int = field(default=32, metadata={"help": "Frames per vision-tower call."})
 
+    def __post_init__(self):
+        validate_sampling_fps(self.sampling_fps)
+        if self.frame_batch_size < 1:
+            raise ValueError(f"`frame_batch_size` must be at least 1, got {self.frame_batch_size}.")
+
 
 def list_videos(videos_dir: str) -> list[str]:
     """Every video file below `videos_dir`, sorted so that all processes see the same list."""
@@ -49,10 +62,18 @@ def list_videos(videos_dir: str) -> list[str]:
     )
 
 
-def main():
-    # 1. Arguments and process state (CPU-only machines need cpu=True for a real multi-process launch).
-    (args,) = HfArgumentParser(ExtractionArguments).parse_args_into_dataclasses()
+def main(argv: list[str] | None = None):
+    # 1. Arguments and process state (CPU-only machines need cpu=True for a real multi-process launch), then what can
+    # be checked before any decoding: the videos folder, a writable output folder, a complete CLIP folder. Temporary
+    # files of a killed run are removed (by the main process, before any other writes).
+    (args,) = CommandLineHfArgumentParser(ExtractionArguments).parse_args_into_dataclasses(argv)
+    videos = list_videos(args.videos_dir)
+    check_writable_directory(args.output_dir, "--output_dir")
+    check_model_folder(args.clip_model, "--clip_model", required_files=())
     state = PartialState(cpu=not torch.cuda.is_available())
+    if state.is_main_process:
+        remove_interrupted_writes(args.output_dir)
+    state.wait_for_everyone()
 
     # 2. The CLIP vision tower and its preprocessing (crop = the tower's input size).
     vision = (
@@ -66,7 +87,6 @@ def main():
     )
 
     # 3. This process's share of the videos; the progress bar counts frames on the main process.
-    videos = list_videos(args.videos_dir)
     progress = tqdm(unit="frame", disable=not state.is_local_main_process)
     with state.split_between_processes(videos) as own_videos, progress:
         processed = extract_video_features(
@@ -82,4 +102,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "extract_features.py"))

@@ -8,25 +8,36 @@ processes (this launch line, with no GPU) or several GPUs.
         examples/configs/thumos14_i3d_clip.json --split 3 --output_dir runs/thumos14_75_25_split3
     python examples/train.py --dataset thumos14 --annotations thumos14.json --features i3d/ --clip_features clip/ \\
         --split_setting 75_25 --split 0 --output_dir runs/thumos14_75_25_split0
+
+Errors are one line on stderr (`train.py: error: ...`), exit status 2 for the command line, 1 for anything else;
+`--debug` adds the traceback. The output folder, the model folders and every feature file are checked before
+training starts.
 """
 
+import dataclasses
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
+from typing import Literal
 
 import datasets
 import transformers
-from transformers import AutoTokenizer, HfArgumentParser, set_seed
+from transformers import AutoTokenizer, set_seed
 
-from zeetad_hf import ZeetadFeatureExtractor, ZeetadForTemporalActionDetection, ZeetadProcessor
-from zeetad_hf.data import BENCHMARKS, filter_to_classes, load_benchmark, load_features
+from zeetad_hf import ZeetadConfig, ZeetadFeatureExtractor, ZeetadForTemporalActionDetection, ZeetadProcessor
+from zeetad_hf.cli_errors import CommandLineHfArgumentParser, UsageError, run_command
+from zeetad_hf.data import BENCHMARKS, filter_to_classes, load_benchmark, read_feature_shape
+from zeetad_hf.file_utils import TOKENIZER_FILES, check_model_folder, check_writable_directory
 from zeetad_hf.training import ZeetadTrainingArguments, parse_arguments, train
 from zeetad_hf.zero_shot_splits import load_zero_shot_split
 
 
 @dataclass
 class DataArguments:
-    dataset: str = field(default="thumos14", metadata={"help": "Benchmark: thumos14 or activitynet."})
+    dataset: Literal["thumos14", "activitynet"] = field(
+        default="thumos14", metadata={"help": "Benchmark: thumos14 or activitynet."}
+    )
     annotations: str | None = field(
         default=None,
         metadata={"help": "Annotation file: ActionFormer's thumos14.json, or ActivityNet's anet_anno_action.json."},
@@ -51,8 +62,18 @@ class DataArguments:
     window_size: float | None = field(
         default=None, metadata={"help": "Frames per unit; default: the loader's (THUMOS 16, ANet tiling)."}
     )
-    split_setting: str = field(default="75_25", metadata={"help": "Zero-shot setting: 75_25 or 50_50."})
+    split_setting: Literal["75_25", "50_50"] = field(
+        default="75_25", metadata={"help": "Zero-shot setting: 75_25 or 50_50."}
+    )
     split: int = field(default=0, metadata={"help": "Zero-shot class split, 0-9."})
+    check_feature_values: bool = field(
+        default=True,
+        metadata={"help": "Read every feature file once before training and refuse NaN or infinite values."},
+    )
+
+    def __post_init__(self):
+        if not 0 <= self.split <= 9:
+            raise ValueError(f"`split` must be in [0, 9], got {self.split}.")
 
 
 @dataclass
@@ -72,27 +93,51 @@ class ModelArguments:
     )
 
 
+def parse_config_overrides(text: str | None) -> dict:
+    """The `--config_overrides` JSON object, every key a `ZeetadConfig` field (a usage error otherwise)."""
+    try:
+        overrides = json.loads(text or "{}")
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--config_overrides is not valid JSON ({error}): {text!r}") from None
+    if not isinstance(overrides, dict):
+        raise UsageError(f"--config_overrides must be a JSON object, got {text!r}")
+    unknown = sorted(set(overrides) - {config_field.name for config_field in dataclasses.fields(ZeetadConfig)})
+    if unknown:
+        raise UsageError(f"--config_overrides: {unknown} are not ZeetadConfig fields")
+    return overrides
+
+
+def check_model_arguments(model_args: ModelArguments) -> None:
+    """The folders named by the model arguments hold what will be loaded (Hub ids are left to the loader)."""
+    if model_args.model_name_or_path is not None:
+        check_model_folder(model_args.model_name_or_path, "--model_name_or_path")
+    else:
+        check_model_folder(model_args.clip_model, "--clip_model", TOKENIZER_FILES)
+
+
 def build_model_and_processor(model_args: ModelArguments, localization_feature_dim: int | None):
     """A new ZEETAD from CLIP (or a saved one) and its processor."""
     if model_args.model_name_or_path is not None:
         model = ZeetadForTemporalActionDetection.from_pretrained(model_args.model_name_or_path)
         return model, ZeetadProcessor.from_pretrained(model_args.model_name_or_path)
     overrides = {"localization_feature_dim": localization_feature_dim}
-    overrides.update(json.loads(model_args.config_overrides or "{}"))
+    overrides.update(parse_config_overrides(model_args.config_overrides))
     model = ZeetadForTemporalActionDetection.from_clip(model_args.clip_model, **overrides)
     templates = {"prompt_templates": model_args.prompt_templates} if model_args.prompt_templates else {}
     tokenizer = AutoTokenizer.from_pretrained(model_args.clip_model)
     return model, ZeetadProcessor(feature_extractor=ZeetadFeatureExtractor(), tokenizer=tokenizer, **templates)
 
 
-def main():
-    # 1. Arguments (`[config.json] [--flag value ...]`, flags override the file) and logging
-    parser = HfArgumentParser((DataArguments, ModelArguments, ZeetadTrainingArguments))
-    data_args, model_args, training_args = parse_arguments(parser)
+def main(argv: list[str] | None = None):
+    # 1. Arguments (`[config.json] [--flag value ...]`, flags override the file), the checks that need no data (the
+    # output folder is writable, the model folders hold config, complete weights and tokenizer), and logging
+    parser = CommandLineHfArgumentParser((DataArguments, ModelArguments, ZeetadTrainingArguments))
+    data_args, model_args, training_args = parse_arguments(parser, argv)
     if data_args.annotations is None or data_args.features is None:
         parser.error("--annotations and --features are required.")
-    if data_args.dataset not in BENCHMARKS:
-        parser.error(f"--dataset must be one of {sorted(BENCHMARKS)}, got {data_args.dataset!r}.")
+    parse_config_overrides(model_args.config_overrides)
+    check_writable_directory(training_args.output_dir, "--output_dir")
+    check_model_arguments(model_args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     datasets.utils.logging.disable_progress_bar()
@@ -101,7 +146,10 @@ def main():
 
     # 2. Zero-shot split and data: seen-class annotations for training, every evaluation video for evaluation
     seen, unseen = load_zero_shot_split(data_args.dataset, data_args.split_setting, data_args.split)
-    loader_kwargs = {"feature_extension": data_args.feature_extension}
+    loader_kwargs = {
+        "feature_extension": data_args.feature_extension,
+        "check_feature_values": data_args.check_feature_values,
+    }
     timing = {
         "fps": data_args.feature_fps,
         "feature_stride": data_args.feature_stride,
@@ -123,7 +171,7 @@ def main():
     set_seed(training_args.seed)
     localization_dim = None
     if data_args.clip_features is not None:
-        localization_dim = load_features(train_dataset[0]["feature_path"]).shape[1]
+        localization_dim = read_feature_shape(train_dataset[0]["feature_path"])[1]
     model, processor = build_model_and_processor(model_args, localization_dim)
 
     # 4. Train, evaluate on the unseen classes every epoch, save the selected model with its results and model card
@@ -148,4 +196,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, "train.py"))

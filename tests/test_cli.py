@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_models import TINY_DETECTOR, save_tiny_clip
+from tiny_models import save_tiny_video_detector
 
-from zeetad_hf import ZeetadFeatureExtractor, ZeetadForTemporalActionDetection, ZeetadProcessor, probe_video
+from zeetad_hf import probe_video
 from zeetad_hf.cli import UsageError, load_ground_truth, main, plot_paths
 
 
@@ -37,17 +37,7 @@ def write_video(path, seconds: float, fps: int) -> Path:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tokenizer):
     """A saved tiny CLIP-only ZEETAD model with a 32x32 vision tower and its processor (4 units per second)."""
-    folder = tmp_path_factory.mktemp("cli-model")
-    save_tiny_clip(folder / "clip", tokenizer)
-    model = ZeetadForTemporalActionDetection.from_clip(
-        str(folder / "clip"), load_vision=True, **{**TINY_DETECTOR, "num_feature_levels": 2, "decoder_layers": 1}
-    )
-    model.save_pretrained(folder / "zeetad")
-    feature_extractor = ZeetadFeatureExtractor(
-        sampling_fps=4, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-    )
-    ZeetadProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(folder / "zeetad")
-    return folder / "zeetad"
+    return save_tiny_video_detector(tmp_path_factory.mktemp("cli-model"), tokenizer)
 
 
 def run_cli(*args, cwd) -> subprocess.CompletedProcess:
@@ -155,7 +145,7 @@ def test_an_unsupported_plot_extension_is_refused_before_any_detection_work(tmp_
     assert os.listdir(tmp_path) == []
 
 
-def test_missing_video_exits_2_with_one_line(model_dir, tmp_path):
+def test_missing_video_exits_1_with_one_line(model_dir, tmp_path):
     result = run_cli(
         "detect",
         "missing.mp4",
@@ -167,32 +157,34 @@ def test_missing_video_exits_2_with_one_line(model_dir, tmp_path):
         "detections.json",
         cwd=tmp_path,
     )
-    assert result.returncode == 2
+    # a runtime error (the command line is fine, the file is missing): exit status 1
+    assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "missing.mp4" in result.stderr and "Traceback" not in result.stderr
     assert os.listdir(tmp_path) == []
 
 
+# exit status 2: the command line itself is wrong; 1: it is fine, but a file it names is missing or bad
 @pytest.mark.parametrize(
-    "arguments, message",
+    "arguments, exit_code, message",
     [
-        (["--labels", "jumping,,running"], "blank"),
-        (["--labels", "jumping, Jumping"], "Duplicate"),
-        (["--labels", " , "], "blank"),
-        (["--threshold", "1.5"], r"must be in \[0, 1\]"),
-        (["--threshold", "nan"], "must be finite"),
-        (["--top-k", "0"], "must be >= 1"),
-        (["--sampling-fps", "0"], "must be > 0"),
-        (["--ground-truth", "gt.json"], "only drawn on the plot"),
-        (["--plot", "t.png", "--ground-truth", "missing.json"], "file not found"),
-        (["--plot", "t.png", "--ground-truth", "bad_gt.json"], r"ground_truth\[0\]"),
-        (["--plot", "timeline"], "--plot 'timeline' has no extension"),
-        (["--model", "no/such/folder"], "is not a folder"),
-        (["not_a_video.txt"], "could not be opened as a video"),
-        (["clip.mp4"], "more than once"),
+        (["--labels", "jumping,,running"], 2, "blank"),
+        (["--labels", "jumping, Jumping"], 2, "Duplicate"),
+        (["--labels", " , "], 2, "blank"),
+        (["--threshold", "1.5"], 2, r"must be in \[0, 1\]"),
+        (["--threshold", "nan"], 2, "must be finite"),
+        (["--top-k", "0"], 2, "must be >= 1"),
+        (["--sampling-fps", "0"], 2, "must be > 0"),
+        (["--ground-truth", "gt.json"], 2, "only drawn on the plot"),
+        (["--plot", "t.png", "--ground-truth", "missing.json"], 1, "file not found"),
+        (["--plot", "t.png", "--ground-truth", "bad_gt.json"], 1, r"ground_truth\[0\]"),
+        (["--plot", "timeline"], 2, "--plot 'timeline' has no extension"),
+        (["--model", "no/such/folder"], 1, "is not a folder"),
+        (["not_a_video.txt"], 1, "could not be opened as a video"),
+        (["clip.mp4"], 2, "more than once"),
     ],
 )
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(
-    model_dir, tmp_path, capsys, monkeypatch, arguments, message
+def test_bad_input_exits_with_one_line_and_writes_nothing(
+    model_dir, tmp_path, capsys, monkeypatch, arguments, exit_code, message
 ):
     monkeypatch.chdir(tmp_path)
     write_video(tmp_path / "clip.mp4", 1.0, 10)
@@ -202,10 +194,10 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
 
     # A later option overrides an earlier one, and a bare name joins the videos.
     argv = ["detect", "--model", str(model_dir), "--labels", "jumping", "--output", "out.json", *arguments, "clip.mp4"]
-    exit_code = main(argv)
+    status = main(argv)
 
     captured = capsys.readouterr()
-    assert exit_code == 2
+    assert status == exit_code, captured.err
     assert captured.err.count("\n") == 1 and captured.err.startswith("zeetad detect: error:")
     assert re.search(message, captured.err), captured.err
     assert sorted(os.listdir(tmp_path)) == before
@@ -237,7 +229,7 @@ def test_quickstart_hub_model_id_without_push_exits_2_before_any_work(tmp_path, 
     captured = capsys.readouterr()
     assert exit_code == 2
     assert captured.err.count("\n") == 1 and captured.err.startswith("zeetad quickstart: error:")
-    assert "`hub_model_id` ('user/model')" in captured.err and "`push_to_hub`" in captured.err
+    assert "--hub_model_id ('user/model')" in captured.err and "--push_to_hub" in captured.err
     assert os.listdir(tmp_path) == []
 
 
@@ -265,7 +257,7 @@ def test_ground_truth_formats(tmp_path):
     for name, content in formats.items():
         (tmp_path / name).write_text(json.dumps(content))
         assert load_ground_truth(str(tmp_path / name), ["clips/a.mp4"]) == {"clips/a.mp4": annotations}
-    with pytest.raises(UsageError, match="no annotations for clips/b.mp4"):
+    with pytest.raises(ValueError, match="no annotations for clips/b.mp4"):
         load_ground_truth(str(tmp_path / "by_name.json"), ["clips/a.mp4", "clips/b.mp4"])
-    with pytest.raises(UsageError, match="one list of annotations but 2 videos"):
+    with pytest.raises(ValueError, match="one list of annotations but 2 videos"):
         load_ground_truth(str(tmp_path / "list.json"), ["a.mp4", "b.mp4"])

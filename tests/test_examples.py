@@ -66,19 +66,22 @@ def split_files(tmp_path):
     return annotations, results
 
 
-def run_evaluate(monkeypatch, annotations, predictions, output_dir, *flags: str) -> None:
+def run_evaluate(monkeypatch, annotations, predictions, output_dir, *flags: str, status: int = 0) -> None:
+    """Run examples/evaluate.py as `python examples/evaluate.py ...` does and check its exit status."""
     argv = ["--dataset", "thumos14", "--annotations", str(annotations), "--split", "0"]
     argv += ["--predictions", str(predictions), "--output_dir", str(output_dir), *flags]
     monkeypatch.setattr(sys, "argv", [str(EVALUATE_SCRIPT), *argv])
-    runpy.run_path(str(EVALUATE_SCRIPT), run_name="__main__")
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(EVALUATE_SCRIPT), run_name="__main__")
+    assert exited.value.code == status
 
 
-def evaluate_error(monkeypatch, capsys, *arguments) -> str:
-    """The one-line error of a refused run (argparse's usage error: exit status 2)."""
-    with pytest.raises(SystemExit) as raised:
-        run_evaluate(monkeypatch, *arguments)
-    assert raised.value.code == 2
-    return capsys.readouterr().err.strip().splitlines()[-1]
+def evaluate_error(monkeypatch, capsys, status, *arguments) -> str:
+    """The one-line error of a refused run: exit status 2 for the command line, 1 for a bad file; no traceback."""
+    run_evaluate(monkeypatch, *arguments, status=status)
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and "usage:" not in error
+    return error.strip().splitlines()[-1]
 
 
 def average_map(output_dir) -> float:
@@ -90,7 +93,7 @@ def test_evaluate_refuses_a_predictions_file_in_another_format(split_files, tmp_
     predictions = tmp_path / "detections.json"
     # a flat list of detections: it used to end in a TypeError inside the script
     predictions.write_text(json.dumps([{"video": video_id, **items[0]} for video_id, items in results.items()]))
-    error = evaluate_error(monkeypatch, capsys, annotations, predictions, tmp_path / "out")
+    error = evaluate_error(monkeypatch, capsys, 1, annotations, predictions, tmp_path / "out")
     assert error.startswith(f"evaluate.py: error: --predictions {predictions}: `predictions` file {predictions}")
     assert 'in the ActivityNet format {"results": {video_id: [{"label": str, "score": float' in error
     assert error.endswith("got a list")
@@ -103,7 +106,7 @@ def test_evaluate_refuses_tiou_thresholds_outside_zero_one(split_files, tmp_path
     predictions = tmp_path / "predictions.json"
     predictions.write_text(json.dumps({"results": results}))
     error = evaluate_error(
-        monkeypatch, capsys, annotations, predictions, tmp_path / "out", "--tiou_thresholds", *thresholds
+        monkeypatch, capsys, 2, annotations, predictions, tmp_path / "out", "--tiou_thresholds", *thresholds
     )
     shown = str([float(value) for value in thresholds])
     assert error.startswith("evaluate.py: error: --tiou_thresholds: `tiou_thresholds` must lie in (0, 1]")
@@ -115,7 +118,7 @@ def test_evaluate_refuses_prediction_videos_missing_from_the_ground_truth(split_
     annotations, results = split_files
     predictions = tmp_path / "predictions.json"
     predictions.write_text(json.dumps({"results": {f"{video_id}.mp4": items for video_id, items in results.items()}}))
-    error = evaluate_error(monkeypatch, capsys, annotations, predictions, tmp_path / "out")
+    error = evaluate_error(monkeypatch, capsys, 1, annotations, predictions, tmp_path / "out")
     assert error.startswith(f"evaluate.py: error: --predictions {predictions}: 5 of 5 prediction videos are not in")
     assert "'video_test_0.mp4' is 'video_test_0' without its folder and file extension" in error
     assert 'unknown_videos="false_positive"' in error
@@ -132,7 +135,7 @@ def test_evaluate_refuses_a_video_id_given_twice(split_files, tmp_path, monkeypa
     # a second, empty entry for video_test_0 after the real one: JSON readers keep only the empty one
     entries.append('"video_test_0": []')
     predictions.write_text('{"results": {' + ", ".join(entries) + "}}")
-    error = evaluate_error(monkeypatch, capsys, annotations, predictions, tmp_path / "out")
+    error = evaluate_error(monkeypatch, capsys, 1, annotations, predictions, tmp_path / "out")
     assert "1 video ids occur more than once in \"results\" (e.g. ['video_test_0'])" in error
     assert 'duplicate_videos="keep_last"' in error
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from transformers import CLIPConfig, CLIPModel
 
-from zeetad_hf import ZeetadConfig
+from zeetad_hf import ZeetadConfig, ZeetadFeatureExtractor, ZeetadForTemporalActionDetection, ZeetadProcessor
 
 
 PROMPT_WORDS = ("a", "video", "of", "person", "jumping", "running", "diving", "swimming", "throwing", "the")
@@ -69,3 +69,18 @@ def save_tiny_clip(folder: Path, tokenizer, **vision_overrides) -> tuple[CLIPMod
     clip.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return clip, Path(folder)
+
+
+def save_tiny_video_detector(folder: Path, tokenizer) -> Path:
+    """A tiny CLIP-only ZEETAD with a 32x32 vision tower and its processor (4 units per second of video), saved to
+    `folder / "zeetad"` (its CLIP under `folder / "clip"`); returns the model folder."""
+    save_tiny_clip(folder / "clip", tokenizer)
+    model = ZeetadForTemporalActionDetection.from_clip(
+        str(folder / "clip"), load_vision=True, **{**TINY_DETECTOR, "num_feature_levels": 2, "decoder_layers": 1}
+    )
+    model.save_pretrained(folder / "zeetad")
+    feature_extractor = ZeetadFeatureExtractor(
+        sampling_fps=4, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    ZeetadProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(folder / "zeetad")
+    return folder / "zeetad"

@@ -1,36 +1,33 @@
-"""The `zeetad` command line: `zeetad detect VIDEO ... --model DIR --labels "a,b"` writes detections as JSON and a plot."""
+"""The `zeetad` command line: `zeetad detect VIDEO ... --model DIR --labels "a,b"` writes detections as JSON and a plot.
+
+Errors are reported by [`~zeetad_hf.cli_errors.run_command`]: one line, exit status 2 for the command line itself, 1
+for a runtime error (missing or bad files, corrupt weights, an unavailable device, a full disk); `--debug` adds the
+traceback.
+"""
 
 import argparse
 import json
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
 
+import torch
 from tqdm.auto import tqdm
 from transformers import pipeline
+from transformers.utils import logging as hf_logging
 
-from .file_utils import write_json_atomic
+from .cli_errors import ANTICIPATED_ERRORS, DEBUG_FLAG, DEBUG_HELP, ArgumentParser, UsageError, run_command
+from .file_utils import check_model_folder, check_writable_directory, write_json_atomic
 from .processing_zeetad import validate_labels
 from .video_utils import probe_video, units_for_duration
 from .visualization import plot_format, plot_timeline, validate_ground_truth
 
 
 TASK = "zero-shot-temporal-action-detection"
-# argparse's own exit status for usage errors; every user error of this command uses it.
-USAGE_ERROR = 2
-
-
-class UsageError(Exception):
-    """A problem with the command line or its input files, reported as one line on stderr with exit status 2."""
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    # argparse prints the full usage block before the message; one line is easier to read and to grep in logs.
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+COMMANDS = ("detect", "quickstart")
 
 
 def _probability(text: str) -> float:
@@ -67,15 +64,49 @@ def _float(text: str) -> float:
     return value
 
 
+def _device(text: str) -> str:
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} ({error})") from None
+    return text
+
+
+def check_device(device: str) -> None:
+    r"""
+    Check that this machine has the torch device `device` (e.g. `"cuda:1"`), before any model is loaded.
+
+    Args:
+        device (`str`):
+            A torch device string.
+
+    Raises:
+        `ValueError`: naming `--device`, if the device type is not available or the index is out of range.
+    """
+    parsed = torch.device(device)
+    if parsed.type == "cpu":
+        return
+    backend = torch.backends.mps if parsed.type == "mps" else getattr(torch, parsed.type, None)
+    is_available = getattr(backend, "is_available", None)
+    if is_available is None or not is_available():
+        raise ValueError(f"--device {device!r}: this machine (torch {torch.__version__}) has no {parsed.type} device.")
+    device_count = getattr(backend, "device_count", None)
+    if parsed.index is not None and device_count is not None and parsed.index >= device_count():
+        raise ValueError(f"--device {device!r}: this machine has {device_count()} {parsed.type} device(s).")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `zeetad` command and its sub-commands."""
-    parser = _ArgumentParser(
+    parser = ArgumentParser(
         prog="zeetad",
         description="Zero-shot temporal action detection with ZEETAD models.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_ArgumentParser)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(DEBUG_FLAG, action="store_true", help=DEBUG_HELP)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
     detect = commands.add_parser(
         "detect",
+        parents=[common],
         help="detect actions named by free-text labels in videos",
         description=(
             "Detect the actions named by --labels in each VIDEO and write {video: [{score, label, segment: {start, "
@@ -119,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     detect.add_argument(
         "--device",
+        type=_device,
         metavar="DEVICE",
         help='torch device, e.g. "cpu" or "cuda:1" (default: the first GPU if any, else cpu)',
     )
@@ -127,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     quickstart = commands.add_parser(
         "quickstart",
+        parents=[common],
         help="offline end-to-end run on a generated video world: CLIP pretraining, zero-shot training, evaluation",
         description=(
             "Generate a small world of videos, pretrain a small CLIP on its images and captions, train ZEETAD on the "
@@ -210,23 +243,27 @@ def load_ground_truth(path: str, videos: Sequence[str]) -> dict[str, list]:
 
     Returns:
         `dict[str, list]`: the annotations of every video.
+
+    Raises:
+        `FileNotFoundError`: if the file does not exist.
+        `ValueError`: naming the file, if it is not JSON, has another structure, or lacks the annotations of a video.
     """
     try:
         with open(path, encoding="utf-8") as file:
             data = json.load(file)
     except FileNotFoundError:
-        raise UsageError(f"--ground-truth: file not found: {path}") from None
-    except json.JSONDecodeError as error:
-        raise UsageError(f"--ground-truth: {path} is not valid JSON ({error})") from None
+        raise FileNotFoundError(f"--ground-truth: file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"--ground-truth: {path} is not valid JSON ({error})") from None
     if isinstance(data, list):
         if len(videos) > 1:
-            raise UsageError(
+            raise ValueError(
                 f"--ground-truth: {path} holds one list of annotations but {len(videos)} videos were given; "
                 "use a mapping from video to annotations"
             )
         data = {videos[0]: data}
     elif not isinstance(data, Mapping):
-        raise UsageError(f"--ground-truth: {path} must hold a list or a mapping, got {type(data).__name__}")
+        raise ValueError(f"--ground-truth: {path} must hold a list or a mapping, got {type(data).__name__}")
     elif isinstance(data.get("database"), Mapping):
         data = {
             video: entry.get("annotations", []) if isinstance(entry, Mapping) else entry
@@ -237,17 +274,32 @@ def load_ground_truth(path: str, videos: Sequence[str]) -> dict[str, list]:
         # The most specific key wins: the path as typed, then the file name, then the stem (ActivityNet/THUMOS ids).
         key = next((key for key in (video, os.path.basename(video), Path(video).stem) if key in data), None)
         if key is None:
-            raise UsageError(f"--ground-truth: no annotations for {video} (looked for its path, file name and stem)")
+            raise ValueError(f"--ground-truth: no annotations for {video} (looked for its path, file name and stem)")
         try:
             validate_ground_truth(data[key])
         except ValueError as error:
-            raise UsageError(f"--ground-truth: annotations of {video}: {error}") from None
+            raise ValueError(f"--ground-truth: annotations of {video}: {error}") from None
         annotations[video] = data[key]
     return annotations
 
 
+@contextmanager
+def _loading_progress_bars(enabled: bool) -> Iterator[None]:
+    """transformers' own progress bars (e.g. "Loading weights") on or off, as before afterwards."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if was_enabled and not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled and not enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _detect(args: argparse.Namespace) -> None:
-    # 1. Check everything that can be checked before the (slow) model load; probing names a missing or broken video.
+    # 1. The command line itself (usage errors), then everything else that can be checked before the (slow) model
+    # load and any decoding: the device, the output folders, the model folder's files (config, complete weights,
+    # processor), the ground truth; probing names a missing or broken video.
     labels = parse_labels(args.labels)
     repeated = sorted({video for video in args.videos if args.videos.count(video) > 1})
     if repeated:
@@ -260,19 +312,28 @@ def _detect(args: argparse.Namespace) -> None:
         except ValueError as error:
             raise UsageError(f"--plot {error}") from None
     plots = plot_paths(args.plot, args.videos) if args.plot is not None else {}
+    if args.device is not None:
+        check_device(args.device)
+    outputs = {"--output": [args.output] if args.output is not None else [], "--plot": list(plots.values())}
+    for flag, paths in outputs.items():
+        for folder in sorted({os.path.dirname(os.path.abspath(path)) for path in paths}):
+            check_writable_directory(folder, flag)
+    check_model_folder(args.model, "--model")
     ground_truth = load_ground_truth(args.ground_truth, args.videos) if args.ground_truth is not None else {}
     durations = {video: probe_video(video).duration for video in args.videos}
 
     # 2. Model (the task is registered by `import zeetad_hf`, which importing this module implies).
     try:
-        detector = pipeline(TASK, model=args.model, device=args.device)
-    except (OSError, ValueError) as error:
+        with _loading_progress_bars(not args.no_progress):
+            detector = pipeline(TASK, model=args.model, device=args.device)
+    except ANTICIPATED_ERRORS as error:
         # The Hub client's message for a mistyped folder ("Repo id must be in the form ...") hides the likely cause.
         if not os.path.isdir(args.model):
-            raise UsageError(
+            raise OSError(
                 f"--model {args.model!r} is not a folder and could not be loaded as a Hub id: {error}"
             ) from None
-        raise
+        # e.g. a config value of the wrong type: the message names the field, this names the folder
+        raise ValueError(f"--model {args.model}: {error}") from error
     call_kwargs = {"candidate_labels": labels}
     for name in ("threshold", "top_k", "sampling_fps", "frame_batch_size"):
         if getattr(args, name) is not None:
@@ -311,7 +372,12 @@ def _detect(args: argparse.Namespace) -> None:
 def _quickstart(args: argparse.Namespace) -> None:
     from .quickstart import run_quickstart
 
-    # `run_quickstart` refuses --hub_model_id without --push_to_hub (a ValueError: exit status 2) before any work.
+    if args.hub_model_id is not None and not args.push_to_hub:
+        raise UsageError(
+            f"--hub_model_id ({args.hub_model_id!r}) names the repository of a push: add --push_to_hub, or leave "
+            "--hub_model_id out"
+        )
+    check_writable_directory(args.output_dir, "--output_dir")
     results = run_quickstart(
         args.output_dir,
         fast=args.fast,
@@ -326,6 +392,11 @@ def _quickstart(args: argparse.Namespace) -> None:
         print(f"{detection['score']:.3f}  {detection['label']}  {segment['start']:.1f}-{segment['end']:.1f} s")
 
 
+def _run(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     r"""
     Run the `zeetad` command line.
@@ -335,23 +406,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             Arguments without the program name; defaults to `sys.argv[1:]`.
 
     Returns:
-        `int`: the exit status, 0 on success and 2 for a usage or input error (reported as one line on stderr).
+        `int`: the exit status (see [`~zeetad_hf.cli_errors.run_command`]): 0 on success, 2 for a usage error, 1 for a
+        runtime error, each reported as one line on stderr (`zeetad <command>: error: ...`; `--debug` adds the
+        traceback); 0 after `--help`.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # the command is the first argument that is not an option (the top-level parser has no option taking a value)
+    command = next((argument for argument in argv if not argument.startswith("-")), None)
+    program = f"zeetad {command}" if command in COMMANDS else "zeetad"
     try:
-        args = build_parser().parse_args(argv)
+        return run_command(_run, program, argv)
     except SystemExit as exit_request:
-        # argparse exits after --help (0) and usage errors (2); callers of `main` get the status like any other.
-        return exit_request.code
-    try:
-        args.handler(args)
-    except (UsageError, ValueError, OSError) as error:
-        # One line, even for library messages that span several.
-        print(f"zeetad {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return USAGE_ERROR
-    except KeyboardInterrupt:
-        print(f"zeetad {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        # argparse exits after --help; callers of `main` get the status like any other
+        return 0 if exit_request.code is None else exit_request.code
 
 
 if __name__ == "__main__":

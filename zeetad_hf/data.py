@@ -21,8 +21,11 @@ ActivityNet `"training"` / `"validation"` / `"testing"`), with one row per video
 | `num_units` | `int64` | number of units (rows) of the localization feature file |
 | `annotations` | `List({"label": string, "start": float64, "end": float64})` | ground truth in seconds |
 
-Features are referenced by path and read with [`load_features`] in the training collate; the number of units is read
-from the file header only, so that loading tens of thousands of videos takes seconds. Seconds become feature units
+Features are referenced by path and read with [`load_features`] in the training collate. Loading checks every feature
+file first ([`check_feature_files`]): its header (a non-empty 2-D real-valued array; the files of one folder all of
+one width) and, unless `check_feature_values=False`, its values (finite), in a streaming pass over memory-mapped
+chunks, several files at a time, so that a bad file stops the loader rather than a training run in the middle of an
+epoch. Seconds become feature units
 only through [`~zeetad_hf.segment_utils.seconds_to_normalized_segments`] with the per-video `num_units`, `fps`,
 `feature_stride` and `window_size` of the row (a unit `idx` is centred at `(idx * feature_stride + 0.5 * window_size) /
 fps` seconds).
@@ -50,7 +53,10 @@ Validation (nothing is dropped without a count in the log of this module, `zeeta
   them with a warning that counts them; feature files without an annotation entry are counted in a warning;
 - a video id given twice in the annotation file (or in the video information CSV) raises a `ValueError` naming the
   ids, unless `duplicate_videos="keep_last"`, which keeps the last entry of each (all that `json.load` would keep)
-  with a warning that counts them.
+  with a warning that counts them;
+- a feature file that cannot be read, is not a non-empty 2-D real-valued array, is not as wide as the other files of
+  its folder, or holds NaN or infinite values raises a `ValueError` naming the files and the problem (the value pass
+  is skipped with `check_feature_values=False`).
 
 Zero-shot protocol on the loaded datasets: [`filter_to_classes`] (seen classes for training, unseen classes for
 evaluation; an annotation label that is in neither class list, e.g. a misspelling, raises a `ValueError` unless
@@ -63,7 +69,9 @@ import math
 import numbers
 import os
 import pickle
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -106,6 +114,10 @@ ACTIVITYNET_TSP_FPS = 15.0
 FEATURES_KEY = "features"
 # Ids quoted in an error or warning message; the total count is always given.
 _MAX_LISTED = 10
+# Values per chunk of the streaming pass that looks for non-finite values (16 MiB of float32).
+_CHUNK_VALUES = 1 << 22
+# Files checked at the same time by [`check_feature_files`] (reads and NumPy/torch reductions release the GIL).
+_MAX_CHECK_WORKERS = 8
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -141,11 +153,16 @@ def _read_npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     # parsing the header alone is ~3x faster than creating a memory map (19k ActivityNet files: 1.5 s instead of 4.7 s)
     with path.open("rb") as handle:
         version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            return shape, dtype
-        if version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        if version in ((1, 0), (2, 0)):
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(handle)
+            # a truncated file has a complete header: its size tells (object arrays have no fixed size)
+            expected = handle.tell() + math.prod(shape) * dtype.itemsize
+            size = os.fstat(handle.fileno()).st_size
+            if not dtype.hasobject and size < expected:
+                raise ValueError(f"truncated: {size} bytes, the header announces {expected}")
             return shape, dtype
     # other format versions have no public header reader
     array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -175,9 +192,9 @@ def _read_safetensors(path: Path, lazy: bool) -> tuple[tuple[int, ...], np.ndarr
     return tuple(tensor.shape), _tensor_to_numpy(tensor)
 
 
-def _read_torch(path: Path, lazy: bool) -> tuple[tuple[int, ...], np.ndarray | None]:
+def _load_torch_tensor(path: Path, mmap: bool) -> torch.Tensor:
     # weights_only: a feature file is data, and unpickling arbitrary objects would run arbitrary code
-    if lazy:
+    if mmap:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:
@@ -189,7 +206,12 @@ def _read_torch(path: Path, lazy: bool) -> tuple[tuple[int, ...], np.ndarray | N
         loaded = loaded[_select_tensor(list(loaded))]
     if not isinstance(loaded, torch.Tensor):
         raise ValueError(f"expected a tensor or a dict of tensors, got {type(loaded).__name__}")
-    return tuple(loaded.shape), None if lazy else _tensor_to_numpy(loaded)
+    return loaded
+
+
+def _read_torch(path: Path, lazy: bool) -> tuple[tuple[int, ...], np.ndarray | None]:
+    tensor = _load_torch_tensor(path, mmap=lazy)
+    return tuple(tensor.shape), None if lazy else _tensor_to_numpy(tensor)
 
 
 _READERS = {".npy": _read_npy, ".pt": _read_torch, ".pth": _read_torch, ".safetensors": _read_safetensors}
@@ -241,10 +263,134 @@ def load_features(path: str | os.PathLike) -> np.ndarray:
     return values
 
 
-def _num_units(path: Path) -> int:
-    """Length of the feature file from its header (`.npy`, `.safetensors`) or a memory map (`.pt`); values unread."""
+def read_feature_shape(path: str | os.PathLike) -> tuple[int, int]:
+    r"""
+    The shape `(num_units, feature_dim)` of a feature file, from its header (`.npy`, `.safetensors`) or a memory map
+    (`.pt`, `.pth`); the values are not read.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The feature file.
+
+    Returns:
+        `tuple[int, int]`: the number of units and the feature width.
+
+    Raises:
+        `FileNotFoundError`: if the file does not exist.
+        `ValueError`: naming the file, if it cannot be parsed or does not hold a non-empty 2-D real-valued array.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Feature file not found: {path}")
     shape, _ = _read(path, lazy=True)
-    return shape[0]
+    return shape
+
+
+def _value_chunks(path: Path) -> Iterator[np.ndarray | torch.Tensor]:
+    """The values of a feature file in chunks of whole rows, read from a memory map (or a safetensors slice)."""
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        with safe_open(path, framework="pt") as handle:
+            tensor_slice = handle.get_slice(_select_tensor(list(handle.keys())))
+            num_units, feature_dim = tensor_slice.get_shape()
+            rows = max(1, _CHUNK_VALUES // feature_dim)
+            for start in range(0, num_units, rows):
+                yield tensor_slice[start : start + rows]
+        return
+    if suffix == ".npy":
+        values = np.load(path, mmap_mode="r", allow_pickle=False)
+    else:
+        values = _load_torch_tensor(path, mmap=True)
+    rows = max(1, _CHUNK_VALUES // values.shape[1])
+    for start in range(0, values.shape[0], rows):
+        yield values[start : start + rows]
+
+
+def _count_non_finite(path: Path) -> int:
+    count = 0
+    for chunk in _value_chunks(path):
+        if isinstance(chunk, np.ndarray):
+            if chunk.dtype.kind == "f":
+                count += chunk.size - int(np.count_nonzero(np.isfinite(chunk)))
+        elif chunk.is_floating_point():
+            count += int((~torch.isfinite(chunk)).sum())
+    return count
+
+
+def _inspect_feature_file(path: Path, check_values: bool) -> tuple[tuple[int, int] | None, str | None]:
+    """`(shape, problem)` of one feature file; `problem` (naming the file) is `None` for a usable file."""
+    try:
+        shape = read_feature_shape(path)
+    except FileNotFoundError as error:
+        return None, str(error)
+    except ValueError as error:
+        # "Feature file <path>: <problem>"
+        return None, str(error).removeprefix("Feature file ")
+    if not check_values:
+        return shape, None
+    try:
+        num_non_finite = _count_non_finite(path)
+    except (ValueError, OSError, EOFError, RuntimeError, SafetensorError, pickle.UnpicklingError) as error:
+        return shape, f"{path}: cannot be read ({type(error).__name__}: {error})"
+    if num_non_finite:
+        return shape, f"{path}: {num_non_finite} non-finite (NaN or infinite) values"
+    return shape, None
+
+
+def check_feature_files(
+    paths: Sequence[str | os.PathLike],
+    name: str,
+    *,
+    feature_dim: int | None = None,
+    check_values: bool = True,
+) -> list[tuple[int, int]]:
+    r"""
+    Check feature files before they are used, several at a time: each must be readable and hold a non-empty 2-D
+    real-valued array (from its header), all of one width (`feature_dim` when given), and with `check_values` only
+    finite values (a streaming pass over memory-mapped chunks of 16 MiB, so memory does not grow with the file).
+
+    Args:
+        paths (`Sequence[str | os.PathLike]`):
+            The feature files (e.g. one folder's, or a dataset's `feature_path` column).
+        name (`str`):
+            What the files are, for error messages (e.g. `` "`feature_dir` i3d/" ``).
+        feature_dim (`int`, *optional*):
+            The width every file must have (e.g. the model's input width); `None` only requires one common width.
+        check_values (`bool`, *optional*, defaults to `True`):
+            Also read the values and refuse NaN and infinite ones; `False` reads the headers only.
+
+    Returns:
+        `list[tuple[int, int]]`: the `(num_units, feature_dim)` shape of every file, in order.
+
+    Raises:
+        `ValueError`: naming `name`, the number of bad files and up to 10 of them with their problem (missing,
+            unreadable, not 2-D, empty, not real-valued, non-finite values, another width).
+    """
+    paths = [Path(path) for path in paths]
+    if not paths:
+        return []
+    num_workers = min(_MAX_CHECK_WORKERS, os.cpu_count() or 1, len(paths))
+    with ThreadPoolExecutor(num_workers) as pool:
+        inspected = list(pool.map(lambda path: _inspect_feature_file(path, check_values), paths))
+    problems = [problem for _, problem in inspected if problem is not None]
+    if problems:
+        raise ValueError(
+            f"{name}: {len(problems)} of {len(paths)} feature files are unusable: {'; '.join(problems[:_MAX_LISTED])}"
+        )
+    shapes = [shape for shape, _ in inspected]
+    expected = feature_dim if feature_dim is not None else Counter(width for _, width in shapes).most_common(1)[0][0]
+    wrong = [f"{path}: {width}-d" for path, (_, width) in zip(paths, shapes) if width != expected]
+    if wrong:
+        reason = (
+            "the model takes"
+            if feature_dim is not None
+            else "like the other files, since features of one kind share a width"
+        )
+        raise ValueError(
+            f"{name}: {len(wrong)} of {len(paths)} feature files are not {expected}-d ({reason}): "
+            f"{'; '.join(wrong[:_MAX_LISTED])}"
+        )
+    return shapes
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -497,8 +643,9 @@ def _build_dataset_dict(
     missing_features: str,
     invalid_segments: str,
     subsets: Iterable[str] | None,
+    check_feature_values: bool,
 ) -> DatasetDict:
-    """Shared second half of the two loaders: validation, feature lookup, timing, and the Arrow tables."""
+    """Shared second half of the two loaders: validation, feature lookup and checks, timing, and the Arrow tables."""
     _check_positive("fps", fps)
     _check_positive("default_fps", default_fps)
     _check_positive("feature_stride", feature_stride)
@@ -536,10 +683,17 @@ def _build_dataset_dict(
             f"No video left to load: none has a {extension} feature file in {sorted(map(str, directories.values()))}"
         )
 
+    shapes = {
+        name: check_feature_files(
+            [directory / f"{video.video_id}{extension}" for video in videos],
+            f"`{name}` {directory}",
+            check_values=check_feature_values,
+        )
+        for name, directory in directories.items()
+    }
     columns: dict[str, dict[str, list]] = {}
-    for video in videos:
+    for video, (num_units, _) in zip(videos, shapes["feature_dir"]):
         feature_path = directories["feature_dir"] / f"{video.video_id}{extension}"
-        num_units = _num_units(feature_path)
         # precedence: the `fps` argument, then the annotation file, then `default_fps`
         video_fps = next(rate for rate in (fps, video.fps, default_fps) if rate is not None)
         if feature_stride is None:
@@ -593,6 +747,7 @@ def load_activitynet_style(
     missing_features: Literal["error", "skip"] = "error",
     invalid_segments: Literal["error", "drop"] = "error",
     duplicate_videos: Literal["error", "keep_last"] = "error",
+    check_feature_values: bool = True,
 ) -> DatasetDict:
     """Load an ActivityNet-format annotation file (e.g. ActionFormer's `thumos14.json`) and its feature files.
 
@@ -608,8 +763,9 @@ def load_activitynet_style(
         feature_dir (`str` or `os.PathLike`):
             Directory of the localization feature files, one per video.
         clip_feature_dir (`str` or `os.PathLike`, *optional*):
-            Directory of a second feature source (e.g. CLIP frame embeddings) with the same file names. Only the
-            presence of its files is checked. `None` (`clip_feature_path` is `None`) when `feature_dir` serves both.
+            Directory of a second feature source (e.g. CLIP frame embeddings) with the same file names, checked like
+            `feature_dir`'s (its files may have another length). `None` (`clip_feature_path` is `None`) when
+            `feature_dir` serves both.
         feature_extension (`str`, *optional*, defaults to `".npy"`):
             Extension of the feature files: `".npy"`, `".pt"`, `".pth"` or `".safetensors"`.
         fps (`float`, *optional*):
@@ -637,6 +793,9 @@ def load_activitynet_style(
             `"error"` raises a `ValueError` naming the video ids that occur more than once in `"database"` (JSON keeps
             only the last entry of a repeated key, so the others would silently vanish); `"keep_last"` keeps the last
             entry of each and logs their count.
+        check_feature_values (`bool`, *optional*, defaults to `True`):
+            Read every feature file once (streaming) and refuse NaN and infinite values; `False` checks the headers
+            only (see [`check_feature_files`]).
 
     Returns:
         [`~datasets.DatasetDict`]: one [`~datasets.Dataset`] per subset, in order of first appearance in the file, with
@@ -684,6 +843,7 @@ def load_activitynet_style(
         missing_features=missing_features,
         invalid_segments=invalid_segments,
         subsets=subsets,
+        check_feature_values=check_feature_values,
     )
 
 
@@ -701,6 +861,7 @@ def load_bmn_style(
     missing_features: Literal["error", "skip"] = "error",
     invalid_segments: Literal["error", "drop"] = "error",
     duplicate_videos: Literal["error", "keep_last"] = "error",
+    check_feature_values: bool = True,
 ) -> DatasetDict:
     """Load BMN-format ActivityNet annotations (`anet_anno_action.json` + `anet_video_info.csv`) and feature files.
 
@@ -719,8 +880,8 @@ def load_bmn_style(
         feature_dir (`str` or `os.PathLike`):
             Directory of the localization feature files, one per video (`<video_id><feature_extension>`).
         clip_feature_dir (`str` or `os.PathLike`, *optional*):
-            Directory of a second feature source with the same file names; only the presence of its files is
-            checked. `None` when `feature_dir` serves both.
+            Directory of a second feature source with the same file names, checked like `feature_dir`'s. `None` when
+            `feature_dir` serves both.
         feature_extension (`str`, *optional*, defaults to `".npy"`):
             Extension of the feature files: `".npy"`, `".pt"`, `".pth"` or `".safetensors"`.
         fps (`float`, *optional*, defaults to 15.0):
@@ -745,6 +906,9 @@ def load_bmn_style(
             `"error"` raises a `ValueError` naming the video ids that occur more than once in the JSON file or in the
             CSV (only the last entry of each would be kept); `"keep_last"` keeps the last entry of each and logs
             their count.
+        check_feature_values (`bool`, *optional*, defaults to `True`):
+            Read every feature file once (streaming) and refuse NaN and infinite values; `False` checks the headers
+            only (see [`check_feature_files`]).
 
     Returns:
         [`~datasets.DatasetDict`]: one [`~datasets.Dataset`] per subset, in order of first appearance in the CSV, with
@@ -797,6 +961,7 @@ def load_bmn_style(
         missing_features=missing_features,
         invalid_segments=invalid_segments,
         subsets=subsets,
+        check_feature_values=check_feature_values,
     )
 
 
@@ -1026,7 +1191,8 @@ def load_benchmark(
         include_train (`bool`, *optional*, defaults to `True`):
             Also load the training subset (its feature files must then exist); `False` returns `None` for it.
         loader_kwargs:
-            Forwarded to the loader (`feature_extension`, `fps`, `feature_stride`, `window_size`, ...).
+            Forwarded to the loader (`feature_extension`, `fps`, `feature_stride`, `window_size`,
+            `check_feature_values`, ...).
 
     Returns:
         `tuple[Dataset | None, Dataset]`: the training-subset and evaluation-subset videos.
@@ -1099,11 +1265,13 @@ __all__ = [
     "FEATURE_EXTENSIONS",
     "THUMOS14_TIOU_THRESHOLDS",
     "VIDEO_FEATURES",
+    "check_feature_files",
     "filter_to_classes",
     "load_activitynet_style",
     "load_bmn_style",
     "load_benchmark",
     "load_benchmark_ground_truth",
     "load_features",
+    "read_feature_shape",
     "to_ground_truth",
 ]
