@@ -12,6 +12,7 @@ import os
 import select
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 
 FAKEHUB = Path(__file__).with_name("fakehub.py")
 REPO_ID = "user/tiny-zeetad"
+TRAINED_REPO_ID = "user/tiny-zeetad-trained"
 MISSING_REPO_ID = "user/does-not-exist"
 TASK = "zero-shot-temporal-action-detection"
 LABELS = ["jumping", "running", "diving"]
@@ -42,10 +44,17 @@ def hub_endpoint():
         process.stdout.close()
 
 
-def run_child(command: str, workdir: Path, endpoint: str, hf_home: Path) -> dict:
+def run_child(command: str, workdir: Path, endpoint: str, hf_home: Path, without_package: bool = False) -> dict:
+    """Run `python tests/test_hub.py COMMAND WORKDIR` against the stand-in Hub; `without_package` runs it where
+    `zeetad_hf` cannot be imported (`-S` skips the editable install's import hook; the dependencies stay importable
+    through PYTHONPATH)."""
     env = dict(os.environ)
     env.pop("HF_HUB_OFFLINE", None)
     env.pop("TRANSFORMERS_OFFLINE", None)
+    interpreter = [sys.executable]
+    if without_package:
+        env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
+        interpreter.append("-S")
     env.update(
         HF_ENDPOINT=endpoint,
         HF_TOKEN="hf_fake_token",
@@ -55,7 +64,7 @@ def run_child(command: str, workdir: Path, endpoint: str, hf_home: Path) -> dict
         HF_HUB_DISABLE_PROGRESS_BARS="1",
     )
     completed = subprocess.run(
-        [sys.executable, __file__, command, str(workdir)], env=env, capture_output=True, text=True, timeout=180
+        [*interpreter, __file__, command, str(workdir)], env=env, capture_output=True, text=True, timeout=180
     )
     if completed.returncode != 0 or not completed.stdout.strip():
         raise AssertionError(f"`{command}` child failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
@@ -98,6 +107,24 @@ def test_pushed_model_card(round_trip):
     assert card["says_not_evaluated"]
 
 
+@pytest.fixture(scope="module")
+def trained_round_trip(hub_endpoint, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("hub-trained")
+    pushed = run_child("push_trained", workdir, hub_endpoint, workdir / "push-home")
+    pulled = run_child("pull_without_package", workdir, hub_endpoint, workdir / "pull-home", without_package=True)
+    return pushed, pulled
+
+
+def test_a_trained_and_pushed_model_runs_where_zeetad_hf_is_not_installed(trained_round_trip):
+    pushed, pulled = trained_round_trip
+    # what training pushes carries its code, so the Hub's "use this model" snippet works without the package
+    assert {"configuration_zeetad.py", "modeling_zeetad.py", "pipeline_zeetad.py"} <= set(pushed["repo_files"])
+    assert pulled["zeetad_hf_importable"] is False
+    assert pulled["model_module"].startswith("transformers_modules.")
+    assert pulled["pipeline_module"].startswith("transformers_modules.")
+    assert pulled["detections"] == pushed["detections"] and len(pushed["detections"]) > 0
+
+
 def test_missing_repo_raises_the_usual_oserror(round_trip):
     _, pulled = round_trip
     assert pulled["missing_repo_error"]["type"] == "OSError"
@@ -119,9 +146,7 @@ def model_outputs(model, processor, clip_features):
 
 
 def detect(detector, clip_features) -> list[dict]:
-    return detector(
-        {"clip_features": clip_features, "fps": 10.0, "feature_stride": 1}, candidate_labels=LABELS, threshold=0.0
-    )
+    return detect_with_features(detector, {"clip_features": clip_features})
 
 
 def push(workdir: Path) -> dict:
@@ -225,10 +250,69 @@ def pull(workdir: Path) -> dict:
     }
 
 
+def push_trained(workdir: Path) -> dict:
+    """Train a tiny model for one epoch with `push_to_hub=True`, as examples/train.py does, and detect with the
+    installed pipeline on the trained folder."""
+    import torch
+    from huggingface_hub import HfApi
+    from test_training import SEEN, UNSEEN, synthetic_datasets, tiny_model_and_processor
+    from tiny_models import PROMPT_WORDS
+    from transformers import pipeline
+
+    from zeetad_hf import build_clip_tokenizer
+    from zeetad_hf.training import ZeetadTrainingArguments, train
+
+    tokenizer = build_clip_tokenizer(PROMPT_WORDS, model_max_length=16)
+    train_dataset, eval_dataset = synthetic_datasets(workdir / "data", num_train=2, num_eval=2)
+    model, processor = tiny_model_and_processor(tokenizer)
+    arguments = ZeetadTrainingArguments(
+        output_dir=str(workdir / "run"),
+        per_device_train_batch_size=2,
+        num_train_epochs=1,
+        use_cpu=True,
+        push_to_hub=True,
+        hub_model_id=TRAINED_REPO_ID,
+    )
+    train(model, processor, train_dataset, eval_dataset, SEEN, UNSEEN, arguments)
+    generator = torch.Generator().manual_seed(0)
+    features = {
+        "input_features": torch.randn(NUM_UNITS, model.config.localization_feature_dim, generator=generator),
+        "clip_features": torch.randn(NUM_UNITS, model.config.clip_embedding_dim, generator=generator),
+    }
+    torch.save(features, workdir / "features.pt")
+    detections = detect_with_features(pipeline(TASK, model=str(workdir / "run")), features)
+    return {"repo_files": HfApi().list_repo_files(TRAINED_REPO_ID), "detections": detections}
+
+
+def detect_with_features(detector, features: dict) -> list[dict]:
+    return detector({**features, "fps": 10.0, "feature_stride": 1}, candidate_labels=LABELS, threshold=0.0)
+
+
+def pull_without_package(workdir: Path) -> dict:
+    """Download the trained model by repo id where `zeetad_hf` is not installed, with remote code."""
+    import importlib.util
+
+    # inference needs only what the remote code declares: scipy is for training only
+    sys.modules["scipy"] = None
+    import torch
+    from transformers import AutoModel, pipeline
+
+    model = AutoModel.from_pretrained(TRAINED_REPO_ID, trust_remote_code=True)
+    detector = pipeline(TASK, model=TRAINED_REPO_ID, trust_remote_code=True)
+    features = torch.load(workdir / "features.pt", weights_only=True)
+    return {
+        "zeetad_hf_importable": importlib.util.find_spec("zeetad_hf") is not None,
+        "model_module": type(model).__module__,
+        "pipeline_module": type(detector).__module__,
+        "detections": detect_with_features(detector, features),
+    }
+
+
 if __name__ == "__main__":
     import torch
 
     # Tiny models gain nothing from threads, and two test processes may share the 2 cores.
     torch.set_num_threads(1)
     command, workdir = sys.argv[1], Path(sys.argv[2])
-    print(json.dumps({"push": push, "pull": pull}[command](workdir)))
+    commands = {"push": push, "pull": pull, "push_trained": push_trained, "pull_without_package": pull_without_package}
+    print(json.dumps(commands[command](workdir)))

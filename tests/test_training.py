@@ -3,6 +3,7 @@
 import json
 import os
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
 from datasets import Dataset
-from safetensors.torch import load_file
+from mount_namespace import MOUNTS_AVAILABLE, MOUNTS_REASON, run_with_mounted_folder, run_with_small_disk
+from safetensors.torch import load_file, save_file
 from tiny_models import TINY_DETECTOR, save_tiny_clip, tiny_zeetad_config
 
 from zeetad_hf import (
@@ -33,6 +35,7 @@ from zeetad_hf.training import (
     ZeetadDataCollator,
     ZeetadTrainingArguments,
     find_latest_checkpoint,
+    list_checkpoints,
     sample_training_prompts,
     train,
 )
@@ -398,10 +401,14 @@ def test_training_refuses_unseen_annotations(tmp_path, tokenizer, fresh_accelera
 
 
 def test_latest_never_picks_a_temporary_or_incomplete_folder(tmp_path):
-    def checkpoint(name, steps, with_state=True):
+    def checkpoint(name, steps, with_state=True, weights="complete"):
         folder = tmp_path / name
         folder.mkdir()
-        (folder / "model.safetensors").write_bytes(b"")
+        if weights is not None:
+            save_file({"weight": torch.arange(64, dtype=torch.float32)}, folder / "model.safetensors")
+        if weights == "truncated":
+            data = (folder / "model.safetensors").read_bytes()
+            (folder / "model.safetensors").write_bytes(data[: len(data) - 100])
         if with_state:
             (folder / TRAINER_STATE_NAME).write_text(json.dumps({"completed_steps": steps}))
 
@@ -414,7 +421,13 @@ def test_latest_never_picks_a_temporary_or_incomplete_folder(tmp_path):
     # ... and folders without the state file (never produced by `save_checkpoint`, which publishes by renaming).
     checkpoint("step_10", 10, with_state=False)
     checkpoint("notes_99", 99)
+    # A state file without weights, or with truncated weights (e.g. a folder edited or copied by hand): not complete.
+    checkpoint("step_12", 12, weights=None)
+    checkpoint("step_14", 14, weights="truncated")
+    (tmp_path / "step_16").mkdir()
+    (tmp_path / "step_16" / TRAINER_STATE_NAME).write_text("{not json")
     assert find_latest_checkpoint(tmp_path) == str(tmp_path / "epoch_0")
+    assert [steps for steps, _ in list_checkpoints(tmp_path)] == [2, 4, 6]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -589,6 +602,212 @@ def test_killed_run_resumes_to_identical_weights(tiny_benchmark, reference_run, 
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# The final model folder: published in one rename, even when the run is killed while writing it
+# ---------------------------------------------------------------------------------------------------------------------
+
+# About 4M parameters (16 MB of weights): writing the final folder takes long enough to be caught part-way.
+LARGER_MODEL_OVERRIDES = {**TINY_MODEL_OVERRIDES, "d_model": 128, "encoder_ffn_dim": 4096, "decoder_ffn_dim": 4096}
+
+
+def top_level_files(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """`{name: (inode, size, mtime)}` of the files directly in `folder`: a file replaced or rewritten in place shows."""
+    files = {}
+    for entry in os.scandir(folder):
+        if entry.is_file(follow_symlinks=False):
+            status = entry.stat(follow_symlinks=False)
+            files[entry.name] = (status.st_ino, status.st_size, status.st_mtime_ns)
+    return files
+
+
+def freeze(process: subprocess.Popen) -> bool:
+    """SIGSTOP the child and wait until it has stopped: the files are then exactly what a kill now would leave.
+    `False` when it exited instead (its exit status is recorded on `process`)."""
+    os.kill(process.pid, signal.SIGSTOP)
+    _, status = os.waitpid(process.pid, os.WUNTRACED)
+    if os.WIFSTOPPED(status):
+        return True
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return False
+
+
+def kill_frozen(process: subprocess.Popen) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    _, status = os.waitpid(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+
+
+def watch_final_save(process: subprocess.Popen, staging: Path, output_dir: Path, kill_when=None) -> list[dict]:
+    """From the moment the final save's folder `staging` appears until the run ends, freeze the run again and again
+    and record the output folder's top-level files each time; with `kill_when(staging)` true, SIGKILL it there."""
+    deadline = time.monotonic() + 240
+    while not staging.exists():
+        assert process.poll() is None, "the run ended before its final save"
+        assert time.monotonic() < deadline, "the final save never started"
+        time.sleep(0.0005)
+    snapshots = []
+    while time.monotonic() < deadline and freeze(process):
+        snapshots.append(top_level_files(output_dir))
+        if kill_when is not None and kill_when(staging):
+            kill_frozen(process)
+            return snapshots
+        os.kill(process.pid, signal.SIGCONT)
+        time.sleep(0.001)
+    return snapshots
+
+
+def check_model_folder_loads(folder: Path) -> None:
+    ZeetadForTemporalActionDetection.from_pretrained(folder)
+    ZeetadProcessor.from_pretrained(folder)
+    assert [record["epoch"] for record in json.loads((folder / RESULTS_NAME).read_text())["epochs"]] == [0, 1]
+    assert json.loads((folder / "eval_predictions.json").read_text())["results"]
+
+
+def test_a_kill_during_the_final_save_leaves_the_previous_folder_and_the_next_start_the_new_one(
+    tiny_benchmark, reference_run, tmp_path
+):
+    # The previous complete folder: a finished run's (model, processor, results, predictions, card).
+    output_dir = tmp_path / "run"
+    shutil.copytree(reference_run, output_dir)
+    previous = top_level_files(output_dir)
+    previous_weights = (output_dir / "model.safetensors").read_bytes()
+    staging = tmp_path / f"{TEMPORARY_PREFIX}run"
+    arguments = script_arguments(
+        tiny_benchmark,
+        output_dir,
+        seed="11",
+        checkpointing_steps="epoch",
+        config_overrides=json.dumps(LARGER_MODEL_OVERRIDES),
+    )
+
+    # 1. A new run into the same folder, killed while its final folder is half written (new weights in the staging
+    # folder). Until that moment, and after it, the folder is the previous one, byte for byte.
+    with open(tmp_path / "killed.log", "w") as log:
+        # niced, so that on a busy machine the watcher is not the one kept waiting while the save runs to its end
+        process = subprocess.Popen(
+            [sys.executable, str(TRAIN_SCRIPT), *arguments],
+            env=subprocess_env(),
+            stdout=log,
+            stderr=log,
+            preexec_fn=lambda: os.nice(10),
+        )
+        try:
+            snapshots = watch_final_save(
+                process, staging, output_dir, kill_when=lambda folder: (folder / "model.safetensors").exists()
+            )
+        finally:
+            if process.returncode is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    assert snapshots and all(snapshot == previous for snapshot in snapshots)
+    assert top_level_files(output_dir) == previous
+    assert (output_dir / "model.safetensors").read_bytes() == previous_weights
+    check_model_folder_loads(output_dir)
+    assert staging.is_dir()  # the half-written new folder, never published
+
+    # 2. The next start cleans up, resumes from the last checkpoint (taken after the last epoch) and publishes the new
+    # folder; at every moment of its final save the folder is the previous one or the new one.
+    with open(tmp_path / "resumed.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(TRAIN_SCRIPT), *arguments, "--resume_from_checkpoint", "latest"],
+            env=subprocess_env(),
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            snapshots = watch_final_save(process, staging, output_dir)
+            process.wait(timeout=240)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                process.wait()
+    log_text = (tmp_path / "resumed.log").read_text()
+    assert process.returncode == 0, log_text[-3000:]
+    assert "Removed what interrupted saves left behind" in log_text and str(staging) in log_text
+    new = top_level_files(output_dir)
+    assert new != previous and (output_dir / "model.safetensors").read_bytes() != previous_weights
+    assert snapshots and all(snapshot in (previous, new) for snapshot in snapshots)
+    check_model_folder_loads(output_dir)
+    # the selected (last) epoch's detections, kept in its checkpoint, are the folder's
+    checkpoint_predictions = json.loads((output_dir / "epoch_1" / "eval_predictions.json").read_text())
+    assert json.loads((output_dir / "eval_predictions.json").read_text()) == checkpoint_predictions
+    assert sorted(name for name in os.listdir(output_dir) if name.startswith("epoch_")) == ["epoch_0", "epoch_1"]
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(TEMPORARY_PREFIX)]
+    assert not [name for name in os.listdir(output_dir) if name.startswith(".")]
+
+
+# examples/train.py inside a private mount namespace whose output folder is a small tmpfs (tests/mount_namespace.py): the
+# run is frozen once its first checkpoint is complete, the disk is filled to the last byte, and the run goes on.
+FULL_DISK_TRAINING = """
+import json, os, signal, subprocess, sys, time
+mount_point, *command = sys.argv[1:]
+output_dir = os.path.join(mount_point, "run")
+with open(os.path.join(mount_point, "..", "train.log"), "w") as log:
+    process = subprocess.Popen([*command, "--output_dir", output_dir], stdout=log, stderr=log)
+    while not os.path.exists(os.path.join(output_dir, "step_1", "trainer_state.json")) and process.poll() is None:
+        time.sleep(0.001)
+    os.kill(process.pid, signal.SIGSTOP)
+    os.waitpid(process.pid, os.WUNTRACED)
+    with open(os.path.join(mount_point, "filler"), "wb") as filler:
+        try:
+            while True:
+                filler.write(bytes(1 << 16))
+                filler.flush()
+        except OSError:
+            pass
+    os.kill(process.pid, signal.SIGCONT)
+    process.wait()
+from zeetad_hf.training import list_checkpoints
+print(json.dumps({
+    "returncode": process.returncode,
+    "entries": sorted(os.listdir(output_dir)),
+    "checkpoints": [[steps, os.path.basename(path)] for steps, path in list_checkpoints(output_dir)],
+}))
+"""
+
+
+@pytest.mark.skipif(not MOUNTS_AVAILABLE, reason=MOUNTS_REASON)
+def test_a_full_disk_during_a_checkpoint_is_one_clear_line_and_leaves_no_partial_folder(tiny_benchmark, tmp_path):
+    arguments = script_arguments(tiny_benchmark, tmp_path / "unused", checkpointing_steps="1")
+    arguments = arguments[: arguments.index("--output_dir")] + arguments[arguments.index("--output_dir") + 2 :]
+    result = run_with_small_disk(
+        tmp_path / "disk", "64m", FULL_DISK_TRAINING, sys.executable, str(TRAIN_SCRIPT), *arguments,
+        env=subprocess_env(),
+    )  # fmt: skip
+    log = (tmp_path / "train.log").read_text()
+    assert result.returncode == 0, result.stderr[-3000:] + log[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    run = tmp_path / "disk" / "run"
+    assert report["returncode"] == 1 and "Traceback" not in log
+    assert log.strip().splitlines()[-1] == (
+        f"train.py: error: No space left on device while writing {run / '.tmp-step_2'}; kept: {run / 'step_1'} "
+        "(the last complete checkpoint)"
+    )
+    # the partial checkpoint is gone; the complete one is still the one to resume from
+    assert report["entries"] == ["step_1"] and report["checkpoints"] == [[1, "step_1"]]
+
+
+@pytest.mark.skipif(not MOUNTS_AVAILABLE, reason=MOUNTS_REASON)
+@pytest.mark.parametrize("read_only_parent", [True, False], ids=["read-only-parent", "mount-point"])
+def test_an_output_dir_that_cannot_be_swapped_is_written_file_by_file(tiny_benchmark, tmp_path, read_only_parent):
+    # e.g. a volume mounted at the output folder: it cannot be renamed, and maybe nothing can be created next to it
+    output_dir = tmp_path / "volumes" / "run"
+    arguments = script_arguments(tiny_benchmark, output_dir, num_train_epochs="1")
+    result = run_with_mounted_folder(
+        output_dir, sys.executable, str(TRAIN_SCRIPT), *arguments, read_only_parent=read_only_parent,
+        env=subprocess_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    reason = "cannot create" if read_only_parent else f"{output_dir} cannot be renamed (Device or resource busy)"
+    assert reason in result.stderr and "is written file by file, not atomically" in result.stderr
+    ZeetadForTemporalActionDetection.from_pretrained(output_dir)
+    ZeetadProcessor.from_pretrained(output_dir)
+    assert json.loads((output_dir / RESULTS_NAME).read_text())["selected_epoch"] == 0
+    assert os.listdir(output_dir.parent) == ["run"]
+    assert not [name for name in os.listdir(output_dir) if name.startswith(".")]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # examples/evaluate.py
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -597,7 +816,9 @@ EVALUATE_SCRIPT = REPOSITORY / "examples" / "evaluate.py"
 
 def run_evaluate(monkeypatch, *arguments: str) -> None:
     monkeypatch.setattr(sys, "argv", [str(EVALUATE_SCRIPT), *arguments])
-    runpy.run_path(str(EVALUATE_SCRIPT), run_name="__main__")
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_path(str(EVALUATE_SCRIPT), run_name="__main__")
+    assert exited.value.code == 0
 
 
 def test_evaluate_reproduces_the_training_evaluation(

@@ -51,7 +51,9 @@ def _registered_for_auto_classes(model, processor):
                 delattr(obj, attribute)
 
 
-def export_for_remote_code(model, processor, save_directory: str | os.PathLike) -> list[str]:
+def export_for_remote_code(
+    model, processor, save_directory: str | os.PathLike, is_main_process: bool = True
+) -> list[str]:
     r"""
     Save `model` and `processor` as a self-contained remote-code checkpoint: flat `.py` files next to the weights,
     `auto_map` in `config.json` and `processor_config.json`, and `custom_pipelines` in `config.json`, so that
@@ -76,6 +78,8 @@ def export_for_remote_code(model, processor, save_directory: str | os.PathLike) 
             Its processor.
         save_directory (`str` or `os.PathLike`):
             Output folder (created if needed).
+        is_main_process (`bool`, *optional*, defaults to `True`):
+            In a multi-process run, whether this process writes (every process must call it, as `save_pretrained`).
 
     Returns:
         `list[str]`: the file names in `save_directory`.
@@ -90,10 +94,11 @@ def export_for_remote_code(model, processor, save_directory: str | os.PathLike) 
                 "type": "multimodal",
             }
         }
-        model.save_pretrained(save_directory)
-        processor.save_pretrained(save_directory)
-        # the pipeline module (and its relative imports) travel like the model code; no auto_map entry needed
-        custom_object_save(pipeline_class, save_directory)
+        model.save_pretrained(save_directory, is_main_process=is_main_process)
+        if is_main_process:
+            processor.save_pretrained(save_directory)
+            # the pipeline module (and its relative imports) travel like the model code; no auto_map entry needed
+            custom_object_save(pipeline_class, save_directory)
     return sorted(os.listdir(save_directory))
 
 

@@ -188,8 +188,11 @@ def _match(
             )
 
         # 4. Optimal one-to-one assignment (min(num_queries, num_targets) pairs), rows = queries sorted ascending.
-        # imported here: only training needs scipy, and remote-code checkpoints for inference do not declare it
-        from scipy.optimize import linear_sum_assignment
+        # imported here, inside try (which transformers' remote-code import check skips): only training needs scipy
+        try:
+            from scipy.optimize import linear_sum_assignment
+        except ImportError as error:
+            raise ImportError("Training ZEETAD (its Hungarian matching) needs scipy: `pip install scipy`.") from error
 
         query_indices, target_indices = linear_sum_assignment(cost.cpu().numpy())
         indices.append(

@@ -29,6 +29,7 @@ Determinism (CPU; identical weights after a kill and `resume_from_checkpoint="la
   number of processes, batch size, accumulation or dataset is refused when it changes the steps per epoch.
 """
 
+import errno
 import json
 import math
 import os
@@ -36,7 +37,7 @@ import re
 import shutil
 import sys
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,11 +51,25 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_scheduler
+from transformers.utils import logging
 
-from .data import THUMOS14_TIOU_THRESHOLDS, load_features, to_ground_truth
-from .evaluation import open_vocabulary_report, score_predictions
+from .data import THUMOS14_TIOU_THRESHOLDS, check_feature_files, load_features, to_ground_truth
+from .evaluation import open_vocabulary_report, score_predictions, validate_tiou_thresholds
+from .export import export_for_remote_code
 from .feature_extraction_zeetad import ZeetadFeatureExtractor
-from .file_utils import write_json_atomic
+from .file_utils import (
+    TEMPORARY_PREFIX,
+    check_safetensors_file,
+    check_writable_directory,
+    disk_full_error,
+    is_weights_file,
+    link_missing_entries,
+    read_json,
+    remove_interrupted_writes,
+    replace_directory,
+    temporary_sibling,
+    write_json_atomic,
+)
 from .modelcard import build_model_card, save_model_card
 from .pipeline_zeetad import WINDOW_OUTPUT_KEYS, merge_window_outputs
 from .post_processing_zeetad import TUNED_ACTIONNESS_WEIGHTS, post_process_temporal_action_detection
@@ -63,18 +78,24 @@ from .segment_utils import seconds_to_normalized_segments, segment_se_to_cw
 
 
 logger = get_logger(__name__)
+# for the checkpoint helpers, which run without an Accelerate state too (Accelerate's logger needs one)
+checkpoint_logger = logging.get_logger(__name__)
 
-# A checkpoint folder is complete iff it has this name pattern and holds TRAINER_STATE_NAME: both appear only through
-# the final rename of a fully written temporary folder (prefixed TEMPORARY_PREFIX, which the pattern never matches).
+# A checkpoint folder is complete iff it has this name pattern and holds TRAINER_STATE_NAME and complete weights: they
+# appear only through the final rename of a fully written temporary folder (prefixed TEMPORARY_PREFIX, which the
+# pattern never matches).
 CHECKPOINT_PATTERN = re.compile(r"(step|epoch)_(\d+)")
-TEMPORARY_PREFIX = ".tmp-"
 TRAINER_STATE_NAME = "trainer_state.json"
+# The model weights in a checkpoint, as `Accelerator.save_state` names them (safetensors, or torch's format).
+CHECKPOINT_WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")
 RESULTS_NAME = "all_results.json"
 PREDICTIONS_NAME = "eval_predictions.json"
 BEST_MODEL_DIR = "best_model"
 DEBUG_DIR = "debug"
 # Model inputs a collated batch holds; the other keys (ids, timing) are for post-processing and bookkeeping.
 MODEL_INPUT_NAMES = ("input_features", "feature_attention_mask", "clip_features", "labels")
+# `mixed_precision` values that Accelerate knows (None: the launcher's or the Accelerate config's choice).
+MIXED_PRECISION_MODES = (None, "no", "fp16", "bf16", "fp8")
 # A random crop is redrawn this many times when it keeps no action (ActionFormer redraws too); then the last is used.
 MAX_CROP_TRIALS = 10
 
@@ -225,6 +246,18 @@ class ZeetadTrainingArguments:
             raise ValueError(f"`crop_overlap_threshold` must be in [0, 1], got {self.crop_overlap_threshold}.")
         if not 0.0 <= self.heldout_percentage < 100.0:
             raise ValueError(f"`heldout_percentage` must be in [0, 100), got {self.heldout_percentage}.")
+        if self.tiou_thresholds is not None:
+            # found now, not at the end of the first epoch
+            validate_tiou_thresholds(self.tiou_thresholds)
+        try:
+            ZeetadFeatureExtractor().temporal_windows(1, 1, self.eval_window_overlap)
+        except ValueError as error:
+            raise ValueError(f"`eval_window_overlap`: {error}") from None
+        if self.mixed_precision not in MIXED_PRECISION_MODES:
+            raise ValueError(
+                f"`mixed_precision` must be one of {[mode for mode in MIXED_PRECISION_MODES if mode]} (or unset), "
+                f"got {self.mixed_precision!r}."
+            )
         if self.checkpointing_steps is not None and not (
             self.checkpointing_steps == "epoch"
             or (self.checkpointing_steps.isdigit() and int(self.checkpointing_steps))
@@ -259,12 +292,20 @@ def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None = None)
 
     JSON values become flags: `null` is skipped, booleans become `true`/`false`, lists become several values and
     objects become a JSON string (e.g. `config_overrides`).
+
+    Raises:
+        `FileNotFoundError`: if the config file does not exist.
+        `ValueError`: naming the config file, if it is not a JSON object.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     config_argv = []
     if argv and argv[0].endswith(".json"):
-        with open(argv.pop(0), encoding="utf-8") as handle:
-            config = json.load(handle)
+        config_path = argv.pop(0)
+        config = read_json(config_path, "config")
+        if not isinstance(config, Mapping):
+            raise ValueError(
+                f"`config` file {config_path} must hold a JSON object of flags, got {type(config).__name__}."
+            )
         for key, value in config.items():
             if value is None:
                 continue
@@ -562,41 +603,40 @@ def predict(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _fsync_tree(directory: str) -> None:
-    # Data must reach the disk before the rename publishes the folder, or a power cut could expose empty files.
-    for root, _, files in os.walk(directory):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as handle:
-                os.fsync(handle.fileno())
-
-
-def _publish_directory(temporary: str, final: str) -> None:
-    """Atomically make the complete folder `temporary` appear as `final` (replacing an existing one)."""
-    _fsync_tree(temporary)
-    if os.path.exists(final):
-        stale = f"{os.path.join(os.path.dirname(final), TEMPORARY_PREFIX)}stale-{os.path.basename(final)}"
-        shutil.rmtree(stale, ignore_errors=True)
-        os.replace(final, stale)
-        os.replace(temporary, final)
-        shutil.rmtree(stale)
-    else:
-        os.replace(temporary, final)
+def _checkpoint_steps(path: str) -> int | None:
+    """The completed steps of the checkpoint folder `path`, or `None` (with a warning) when it is incomplete."""
+    try:
+        with open(os.path.join(path, TRAINER_STATE_NAME), encoding="utf-8") as handle:
+            completed_steps = json.load(handle)["completed_steps"]
+        if not isinstance(completed_steps, int):
+            raise ValueError(f"`completed_steps` is {completed_steps!r}")
+        weights = [os.path.join(path, name) for name in CHECKPOINT_WEIGHTS_NAMES]
+        if not any(os.path.isfile(weights_path) for weights_path in weights):
+            raise FileNotFoundError(f"no weights ({' or '.join(CHECKPOINT_WEIGHTS_NAMES)})")
+        if os.path.isfile(weights[0]):
+            check_safetensors_file(weights[0])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        checkpoint_logger.warning(f"{path} is not a complete checkpoint and is not resumed from ({error}).")
+        return None
+    return completed_steps
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, str]]:
     """Complete checkpoints of `output_dir` as `(completed_steps, path)`, oldest first.
 
-    A folder counts only if its name is `step_<n>` or `epoch_<n>` and it holds `trainer_state.json`; temporary folders
-    of an interrupted save (`.tmp-...`) never match.
+    A folder counts only if its name is `step_<n>` or `epoch_<n>`, it holds a readable `trainer_state.json` and its
+    model weights are complete (`model.safetensors` with a header that covers the file, or `pytorch_model.bin`);
+    temporary folders of an interrupted save (`.tmp-...`) never match. A folder with the name of a checkpoint that
+    fails these checks is skipped with a warning.
     """
     if not os.path.isdir(output_dir):
         return []
     checkpoints = []
     for entry in os.scandir(output_dir):
-        state_path = os.path.join(entry.path, TRAINER_STATE_NAME)
-        if entry.is_dir() and CHECKPOINT_PATTERN.fullmatch(entry.name) and os.path.isfile(state_path):
-            with open(state_path, encoding="utf-8") as handle:
-                checkpoints.append((json.load(handle)["completed_steps"], entry.path))
+        if entry.is_dir() and CHECKPOINT_PATTERN.fullmatch(entry.name):
+            completed_steps = _checkpoint_steps(entry.path)
+            if completed_steps is not None:
+                checkpoints.append((completed_steps, entry.path))
     return sorted(checkpoints)
 
 
@@ -606,8 +646,40 @@ def find_latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return checkpoints[-1][1] if checkpoints else None
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: str, name: str, trainer_state: dict, total_limit=None):
-    """`accelerator.save_state` into a temporary folder, then rename it to `output_dir/name` (all processes call it)."""
+def _kept_checkpoint(output_dir: str) -> str:
+    """What a failed save leaves to resume from, for its error message."""
+    latest = find_latest_checkpoint(output_dir)
+    return "no checkpoint (none was complete yet)" if latest is None else f"{latest} (the last complete checkpoint)"
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    output_dir: str,
+    name: str,
+    trainer_state: dict,
+    total_limit: int | None = None,
+    predictions: Mapping[str, list] | None = None,
+) -> None:
+    r"""
+    Save a resumable checkpoint `output_dir/name` (all processes call it): `accelerator.save_state` into the temporary
+    folder `.tmp-<name>`, then `trainer_state.json` (and `eval_predictions.json`, the last evaluation's unseen-class
+    detections), then one rename publishes it. A full disk raises an `OSError` ("No space left on device while writing
+    ...; kept: <the last complete checkpoint>") after the temporary folder is deleted.
+
+    Args:
+        accelerator (`Accelerator`):
+            The run's accelerator.
+        output_dir (`str`):
+            The run's output folder.
+        name (`str`):
+            `step_<n>` or `epoch_<n>`.
+        trainer_state (`dict`):
+            The loop's counters, written as `trainer_state.json`.
+        total_limit (`int`, *optional*):
+            Keep only the newest `total_limit` complete checkpoints.
+        predictions (`Mapping[str, list]`, *optional*):
+            The last evaluation's detections `{video_id: [...]}`, restored on resume.
+    """
     final = os.path.join(output_dir, name)
     temporary = os.path.join(output_dir, f"{TEMPORARY_PREFIX}{name}")
     if accelerator.is_main_process:
@@ -615,12 +687,22 @@ def save_checkpoint(accelerator: Accelerator, output_dir: str, name: str, traine
         shutil.rmtree(temporary, ignore_errors=True)
         os.makedirs(temporary)
     accelerator.wait_for_everyone()
-    accelerator.save_state(temporary)
-    # Every process writes its own random states into the folder: wait for all before publishing it.
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(temporary)
+        # Every process writes its own random states into the folder: wait for all before publishing it.
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            write_json_atomic(os.path.join(temporary, TRAINER_STATE_NAME), trainer_state)
+            if predictions is not None:
+                write_json_atomic(os.path.join(temporary, PREDICTIONS_NAME), _submission(predictions))
+            replace_directory(temporary, final)
+    except Exception as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        disk_full = disk_full_error(error, temporary, _kept_checkpoint(output_dir))
+        if disk_full is not None:
+            raise disk_full from error
+        raise
     if accelerator.is_main_process:
-        write_json_atomic(os.path.join(temporary, TRAINER_STATE_NAME), trainer_state)
-        _publish_directory(temporary, final)
         if total_limit is not None:
             for _, path in list_checkpoints(output_dir)[:-total_limit]:
                 shutil.rmtree(path)
@@ -642,6 +724,69 @@ def has_accelerator() -> bool:
     if hasattr(torch, "accelerator"):  # torch >= 2.6: CUDA, MPS, XPU, ...
         return torch.accelerator.is_available()
     return torch.cuda.is_available()
+
+
+def _start_run(
+    model,
+    train_dataset: Dataset,
+    eval_dataset: Dataset,
+    seen_classes: Sequence[str],
+    unseen_classes: Sequence[str],
+    args: ZeetadTrainingArguments,
+) -> Accelerator:
+    """The run's accelerator (seeded), after the checks that would otherwise fail late: the protocol, every feature
+    file's header, and a writable `output_dir`, which is cleaned of what interrupted saves left in and next to it
+    (see [`~zeetad_hf.file_utils.remove_interrupted_writes`]) and created."""
+    accelerator = Accelerator(
+        cpu=args.use_cpu or not has_accelerator(),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=args.report_to if args.with_tracking else None,
+        project_dir=args.output_dir,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    set_seed(args.seed, device_specific=True)
+    _check_protocol(train_dataset, eval_dataset, seen_classes, unseen_classes, args.open_vocabulary_evaluation)
+    _check_feature_files(model.config, {"train_dataset": train_dataset, "eval_dataset": eval_dataset})
+    check_writable_directory(args.output_dir, "`output_dir`")
+    if accelerator.is_main_process:
+        cleaned = remove_interrupted_writes(args.output_dir)
+        if cleaned:
+            logger.info(f"Removed what interrupted saves left behind: {cleaned}")
+        os.makedirs(args.output_dir, exist_ok=True)
+    accelerator.wait_for_everyone()
+    return accelerator
+
+
+def _check_feature_files(config, datasets: Mapping[str, Dataset]) -> None:
+    """Read the header of every feature file of `datasets` (`{name: dataset}`): present, 2-D, as many units as its row
+    says, and as wide as the model takes (`config.localization_feature_dim`, CLIP features `clip_embedding_dim`)."""
+    input_dim = config.localization_feature_dim or config.clip_embedding_dim
+    for dataset_name, dataset in datasets.items():
+        rows = dataset.select_columns(["video_id", "feature_path", "clip_feature_path", "num_units"])[:]
+        shapes = check_feature_files(
+            rows["feature_path"], f"`{dataset_name}` feature_path", feature_dim=input_dim, check_values=False
+        )
+        wrong_length = [
+            f"{video_id}: {path} has {shape[0]} units, the row says {num_units}"
+            for video_id, path, shape, num_units in zip(
+                rows["video_id"], rows["feature_path"], shapes, rows["num_units"]
+            )
+            if shape[0] != num_units
+        ]
+        if wrong_length:
+            raise ValueError(
+                f"`{dataset_name}`: {len(wrong_length)} feature files changed since the dataset was built (e.g. "
+                f"{wrong_length[:3]}); rebuild the dataset."
+            )
+        clip_paths = [path for path in rows["clip_feature_path"] if path is not None]
+        if clip_paths:
+            check_feature_files(
+                clip_paths,
+                f"`{dataset_name}` clip_feature_path",
+                feature_dim=config.clip_embedding_dim,
+                check_values=False,
+            )
 
 
 def _check_protocol(
@@ -794,7 +939,15 @@ def train(
     Writes to `args.output_dir`: resumable checkpoints `step_<n>` / `epoch_<n>` (published atomically), the selected
     model (`save_pretrained`) with the processor, `all_results.json` (per-epoch training loss and unseen-class mAP,
     the selected epoch and its results) and `eval_predictions.json` (the selected model's unseen-class detections, in
-    the ActivityNet submission format, for `examples/evaluate.py`).
+    the ActivityNet submission format, for `examples/evaluate.py`). The model, processor, results, detections and
+    card appear together at the end, in one rename of the whole folder (its other content, e.g. the checkpoints, is
+    carried over by hard links): until then the folder holds the previous run's files, if any, unchanged, and a kill
+    at any moment leaves the previous folder or the new one. The last evaluation's detections travel in the
+    checkpoints instead.
+
+    Checked before the first step: the feature files' headers (present, 2-D, as many units as their rows say, as
+    wide as the model takes) and that `output_dir` is writable; what interrupted saves left there (`.tmp-*`) is
+    removed.
 
     Args:
         model ([`ZeetadForTemporalActionDetection`]):
@@ -822,21 +975,10 @@ def train(
     Returns:
         `dict[str, Any]`: the content of `all_results.json`.
     """
-    # 1. Accelerator, seeds, protocol checks
-    accelerator = Accelerator(
-        cpu=args.use_cpu or not has_accelerator(),
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=args.report_to if args.with_tracking else None,
-        project_dir=args.output_dir,
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
-    )
-    set_seed(args.seed, device_specific=True)
-    _check_protocol(train_dataset, eval_dataset, seen_classes, unseen_classes, args.open_vocabulary_evaluation)
+    # 1. Accelerator, seeds, checks of the protocol, the feature files and the output folder
+    accelerator = _start_run(model, train_dataset, eval_dataset, seen_classes, unseen_classes, args)
     if not isinstance(processor, ZeetadProcessor):
         processor = ZeetadProcessor(feature_extractor=ZeetadFeatureExtractor(), tokenizer=processor)
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
     seen_prompts = encode_class_prompts(processor, seen_classes, accelerator.device)
     unseen_prompts = encode_class_prompts(processor, unseen_classes, accelerator.device)
 
@@ -869,7 +1011,7 @@ def train(
         accelerator.init_trackers("zeetad", config={k: v for k, v in asdict(args).items() if not isinstance(v, list)})
 
     # 4. Resume: model, optimizer, scheduler, random states, then the loop's own counters
-    completed_steps, history, best, loss_totals = _resume(accelerator, args, steps_per_epoch)
+    completed_steps, history, best, loss_totals, last_predictions = _resume(accelerator, args, steps_per_epoch)
     starting_epoch, resume_batches = divmod(completed_steps, steps_per_epoch)
     resume_batches *= args.gradient_accumulation_steps
 
@@ -884,81 +1026,89 @@ def train(
             # one (loss sum, batches) row per process, restored by each on resume
             "epoch_loss_totals": _collective(accelerator, loss_totals[None], accelerator.gather).tolist(),
         }
-        save_checkpoint(accelerator, args.output_dir, name, trainer_state, args.checkpoints_total_limit)
+        save_checkpoint(
+            accelerator, args.output_dir, name, trainer_state, args.checkpoints_total_limit, last_predictions
+        )
 
     # 5. Train; evaluate after every epoch
     debug_log = {"num_processes": accelerator.num_processes, "process_index": accelerator.process_index}
     debug_log.update(train_video_ids={}, eval_gathered_video_ids={})
-    progress_bar = tqdm(range(max_train_steps), initial=completed_steps, disable=not accelerator.is_local_main_process)
-    for epoch in range(starting_epoch, num_epochs):
-        if completed_steps >= max_train_steps:
-            break
-        model.train()
-        train_collator.set_epoch(epoch)
-        train_dataloader.set_epoch(epoch)
-        active_dataloader = train_dataloader
-        if epoch == starting_epoch and resume_batches:
-            active_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
-        for batch in active_dataloader:
-            if args.debug_data_log:
-                debug_log["train_video_ids"].setdefault(str(epoch), []).extend(batch["video_ids"])
-            with accelerator.accumulate(model):
-                loss = model(**_model_inputs(batch, seen_prompts, args, epoch)).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad()
-            loss_totals += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
-            if not accelerator.sync_gradients:
-                continue
-            completed_steps += 1
-            progress_bar.update(1)
-            progress_bar.set_postfix(loss=f"{loss.item():.4f}")
-            if args.with_tracking:
-                accelerator.log({"train_loss": loss.item(), "lr": lr_scheduler.get_last_lr()[0]}, step=completed_steps)
+    # closed on any error too, so that an error message is the last line on the terminal
+    with tqdm(
+        range(max_train_steps), initial=completed_steps, disable=not accelerator.is_local_main_process
+    ) as progress_bar:
+        for epoch in range(starting_epoch, num_epochs):
             if completed_steps >= max_train_steps:
                 break
-            # A step that ends the epoch is checkpointed after the epoch's evaluation, below.
-            if _is_checkpoint_step(args, completed_steps) and completed_steps % steps_per_epoch:
-                checkpoint_now(f"step_{completed_steps}", epoch)
+            model.train()
+            train_collator.set_epoch(epoch)
+            train_dataloader.set_epoch(epoch)
+            active_dataloader = train_dataloader
+            if epoch == starting_epoch and resume_batches:
+                active_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
+            for batch in active_dataloader:
+                if args.debug_data_log:
+                    debug_log["train_video_ids"].setdefault(str(epoch), []).extend(batch["video_ids"])
+                with accelerator.accumulate(model):
+                    loss = model(**_model_inputs(batch, seen_prompts, args, epoch)).loss
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and args.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    lr_scheduler.step()
+                    optimizer.zero_grad()
+                loss_totals += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
+                if not accelerator.sync_gradients:
+                    continue
+                completed_steps += 1
+                progress_bar.update(1)
+                progress_bar.set_postfix(loss=f"{loss.item():.4f}")
+                if args.with_tracking:
+                    accelerator.log(
+                        {"train_loss": loss.item(), "lr": lr_scheduler.get_last_lr()[0]}, step=completed_steps
+                    )
+                if completed_steps >= max_train_steps:
+                    break
+                # A step that ends the epoch is checkpointed after the epoch's evaluation, below.
+                if _is_checkpoint_step(args, completed_steps) and completed_steps % steps_per_epoch:
+                    checkpoint_now(f"step_{completed_steps}", epoch)
 
-        loss_sum, num_batches = _collective(accelerator, loss_totals, accelerator.reduce).tolist()
-        record = {"epoch": epoch, "completed_steps": completed_steps, "train_loss": loss_sum / max(num_batches, 1)}
-        predictions = _evaluate_epoch(model, evaluation_sets, accelerator, args, tiou_thresholds, record, debug_log)
-        history.append(record)
-        last_epoch = epoch == num_epochs - 1 or completed_steps >= max_train_steps
-        best = _select_epoch(
-            record,
-            predictions,
-            best,
-            last_epoch,
-            model,
-            processor,
-            evaluation_sets[0],
-            seen_classes,
-            accelerator,
-            args,
-        )
-        loss_totals.zero_()
-        if args.checkpointing_steps == "epoch":
-            checkpoint_now(f"epoch_{epoch}", epoch + 1)
-        elif _is_checkpoint_step(args, completed_steps):
-            checkpoint_now(f"step_{completed_steps}", epoch + 1)
-    progress_bar.close()
+            loss_sum, num_batches = _collective(accelerator, loss_totals, accelerator.reduce).tolist()
+            record = {"epoch": epoch, "completed_steps": completed_steps, "train_loss": loss_sum / max(num_batches, 1)}
+            predictions = _evaluate_epoch(
+                model, evaluation_sets, accelerator, args, tiou_thresholds, record, debug_log
+            )
+            last_predictions = predictions["eval_unseen"]
+            history.append(record)
+            last_epoch = epoch == num_epochs - 1 or completed_steps >= max_train_steps
+            best = _select_epoch(
+                record,
+                predictions,
+                best,
+                last_epoch,
+                model,
+                processor,
+                evaluation_sets[0],
+                seen_classes,
+                accelerator,
+                args,
+            )
+            loss_totals.zero_()
+            if args.checkpointing_steps == "epoch":
+                checkpoint_now(f"epoch_{epoch}", epoch + 1)
+            elif _is_checkpoint_step(args, completed_steps):
+                checkpoint_now(f"step_{completed_steps}", epoch + 1)
 
-    # 6. Final model, processor, results (and the Hub)
-    if best is None:
-        selected_epoch = history[-1]["epoch"] if history else None
-        _save_model(accelerator, model, processor, args.output_dir)
-    else:
-        selected_epoch = best["epoch"]
-        if accelerator.is_main_process:
-            _copy_files(os.path.join(args.output_dir, BEST_MODEL_DIR), args.output_dir)
+    # 6. Final model, processor, predictions, results and card, published at once (then the Hub)
+    selected_epoch = (history[-1]["epoch"] if history else None) if best is None else best["epoch"]
     results = _results(history, best, selected_epoch, completed_steps, seen_classes, unseen_classes, tiou_thresholds)
-    if accelerator.is_main_process:
-        _publish_results(results, accelerator.unwrap_model(model).config, args, model_card)
+    write_results = _results_writer(results, accelerator.unwrap_model(model).config, args, model_card)
+    # the selected epoch: the model in memory (the last epoch) or the saved best one
+    source = None if best is None else os.path.join(args.output_dir, BEST_MODEL_DIR)
+    predictions = last_predictions if best is None else None
+    _save_model(accelerator, model, processor, args.output_dir, predictions, source, write_results)
+    if args.push_to_hub and accelerator.is_main_process:
+        push_folder_to_hub(args.output_dir, args.hub_model_id, args.hub_private_repo)
     if args.debug_data_log:
         _write_debug_log(args, accelerator, debug_log)
     accelerator.wait_for_everyone()
@@ -1020,7 +1170,7 @@ def _select_epoch(
     if new_best:
         best = {"epoch": record["epoch"], "metric": record["heldout_seen"]["average_mAP"]}
         best_dir = os.path.join(args.output_dir, BEST_MODEL_DIR)
-        _save_model(accelerator, model, processor, best_dir, predictions["eval_unseen"], atomic=True)
+        _save_model(accelerator, model, processor, best_dir, predictions["eval_unseen"])
     # measured on the epoch that may end up selected: every new best, or the last epoch without selection
     if args.open_vocabulary_evaluation and (new_best or (last_epoch and "heldout_seen" not in record)):
         record["open_vocabulary"] = _open_vocabulary_record(
@@ -1029,25 +1179,28 @@ def _select_epoch(
     return best
 
 
-def _publish_results(results: dict[str, Any], config, args: ZeetadTrainingArguments, model_card) -> None:
-    """Write `all_results.json` and the model card (when asked) to the output folder, then push it (when asked)."""
-    write_json_atomic(os.path.join(args.output_dir, RESULTS_NAME), results)
-    if model_card is not None:
-        # a checkpoint with its CLIP vision tower takes video files: the card says so unless told otherwise
-        described = {
-            "reads_video": config.vision_config is not None,
-            "classification_head": config.classification_head,
-        }
-        _write_model_card({**described, **model_card}, results, args)
-    if args.push_to_hub:
-        push_folder_to_hub(args.output_dir, args.hub_model_id, args.hub_private_repo)
+def _results_writer(results: dict[str, Any], config, args: ZeetadTrainingArguments, model_card) -> Callable:
+    """The writer of `all_results.json` and of the model card (when asked) into a folder (see [`_save_model`])."""
+
+    def write(folder: str) -> None:
+        write_json_atomic(os.path.join(folder, RESULTS_NAME), results)
+        if model_card is not None:
+            # a checkpoint with its CLIP vision tower takes video files: the card says so unless told otherwise
+            described = {
+                "reads_video": config.vision_config is not None,
+                "classification_head": config.classification_head,
+            }
+            _write_model_card({**described, **model_card}, results, args, folder)
+
+    return write
 
 
 def _resume(
     accelerator: Accelerator, args: ZeetadTrainingArguments, steps_per_epoch: int
-) -> tuple[int, list, dict | None, torch.Tensor]:
-    """Load `args.resume_from_checkpoint` (model, optimizer, scheduler, random states) and return the loop's counters:
-    `(completed_steps, history, best, loss_totals)`; a fresh start without a checkpoint."""
+) -> tuple[int, list, dict | None, torch.Tensor, dict | None]:
+    """Load `args.resume_from_checkpoint` (model, optimizer, scheduler, random states) and return the loop's counters
+    and the last evaluation's unseen-class detections: `(completed_steps, history, best, loss_totals, predictions)`;
+    a fresh start without a checkpoint."""
     # this process's (loss sum, batches) in the current epoch
     loss_totals = torch.zeros(2, dtype=torch.float64)
     checkpoint = args.resume_from_checkpoint
@@ -1056,9 +1209,8 @@ def _resume(
         if checkpoint is None:
             logger.info(f"No checkpoint in {args.output_dir}: starting from scratch.")
     if checkpoint is None:
-        return 0, [], None, loss_totals
-    with open(os.path.join(checkpoint, TRAINER_STATE_NAME), encoding="utf-8") as handle:
-        state = json.load(handle)
+        return 0, [], None, loss_totals, None
+    state = read_json(os.path.join(checkpoint, TRAINER_STATE_NAME), "resume_from_checkpoint")
     if state["steps_per_epoch"] != steps_per_epoch or state["num_processes"] != accelerator.num_processes:
         raise ValueError(
             f"Checkpoint {checkpoint} was written with {state['steps_per_epoch']} steps per epoch on "
@@ -1067,8 +1219,12 @@ def _resume(
         )
     accelerator.load_state(checkpoint)
     loss_totals = torch.tensor(state["epoch_loss_totals"][accelerator.process_index], dtype=torch.float64)
+    predictions_path = os.path.join(checkpoint, PREDICTIONS_NAME)
+    predictions = None
+    if os.path.isfile(predictions_path):
+        predictions = read_json(predictions_path, "resume_from_checkpoint")["results"]
     logger.info(f"Resumed from {checkpoint} at step {state['completed_steps']}.")
-    return state["completed_steps"], state["history"], state["best"], loss_totals
+    return state["completed_steps"], state["history"], state["best"], loss_totals, predictions
 
 
 def _results(
@@ -1107,7 +1263,7 @@ def _evaluate_epoch(
     debug_log,
 ) -> dict[str, dict]:
     """Predict on every evaluation set (all processes) and add the scores to `record` (every process gets them);
-    writes the unseen-class predictions and returns the predictions of each set."""
+    returns the predictions of each set."""
     predictions = {}
     for evaluation in evaluation_sets:
         gathered_ids = [] if args.debug_data_log and evaluation.name == "eval_unseen" else None
@@ -1128,8 +1284,6 @@ def _evaluate_epoch(
             record[evaluation.name] = score_predictions(
                 evaluation.ground_truth, predictions[evaluation.name], evaluation.classes, tiou_thresholds
             )
-    if accelerator.is_main_process:
-        write_json_atomic(os.path.join(args.output_dir, PREDICTIONS_NAME), _submission(predictions["eval_unseen"]))
     # Every process needs the scores (model selection): they were computed on the main process only.
     record.update(broadcast_object_list([record], from_process=0)[0])
     return predictions
@@ -1216,28 +1370,127 @@ def _submission(results: Mapping[str, list]) -> dict[str, Any]:
     return {"version": "zeetad_hf", "external_data": {"used": False}, "results": dict(results)}
 
 
-def _save_model(accelerator, model, processor, directory: str, predictions=None, atomic: bool = False) -> None:
-    """`save_pretrained` of the unwrapped model and the processor (all processes call it; the main one writes).
-
-    With `atomic`, everything is written to a temporary folder first and published by renaming it to `directory`.
-    """
-    target = os.path.join(os.path.dirname(directory), f"{TEMPORARY_PREFIX}{os.path.basename(directory)}")
-    target = target if atomic else directory
-    accelerator.wait_for_everyone()
-    if atomic and accelerator.is_main_process:
-        shutil.rmtree(target, ignore_errors=True)
-    accelerator.unwrap_model(model).save_pretrained(target, is_main_process=accelerator.is_main_process)
+def _staging_folder(accelerator: Accelerator, directory: str) -> tuple[str, bool]:
+    """The folder that [`_save_model`] writes the new files to, the same on every process, and whether it can be
+    published by one rename: `.tmp-<name>` next to `directory`, or `directory/.tmp-save` (files published one by one)
+    where `directory` cannot be renamed (a mount point, e.g. a volume) or no folder can be created next to it."""
+    staging, atomic = temporary_sibling(directory), True
     if accelerator.is_main_process:
-        processor.save_pretrained(target)
-        if predictions is not None:
-            write_json_atomic(os.path.join(target, PREDICTIONS_NAME), _submission(predictions))
-        if atomic:
-            _publish_directory(target, directory)
+        reason = f"{directory} is a mount point" if os.path.ismount(directory) else None
+        if reason is None:
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                os.makedirs(staging)
+            except OSError as error:
+                reason = f"cannot create {staging} ({error.strerror or error})"
+        if reason is not None:
+            logger.warning(
+                f"{reason}: {directory} is written file by file, not atomically; a kill during the save can leave it "
+                "with a mix of old and new files."
+            )
+            staging, atomic = os.path.join(directory, f"{TEMPORARY_PREFIX}save"), False
+            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(staging)
+    if accelerator.num_processes > 1:
+        staging, atomic = broadcast_object_list([staging, atomic], from_process=0)
+    return staging, atomic
+
+
+def _publish_model_files(staging: str, directory: str, atomic: bool) -> None:
+    """Make the new files of `staging` the content of `directory`, keeping what else `directory` holds."""
+    new_entries = os.listdir(staging)
+    if atomic:
+        new_weights = any(is_weights_file(name) for name in new_entries)
+
+        def belongs_to_the_old_model(name: str) -> bool:
+            # weights of another layout (e.g. shards), and detections that the new model did not make
+            return name == PREDICTIONS_NAME or (new_weights and is_weights_file(name))
+
+        if os.path.isdir(directory):
+            # checkpoints, best_model/, logs, ...: hard links, so nothing is copied
+            link_missing_entries(directory, staging, skip=belongs_to_the_old_model)
+        try:
+            replace_directory(staging, directory)
+            return
+        except OSError as error:
+            # a folder that cannot be renamed (e.g. a bind mount of the same file system)
+            if error.errno not in (errno.EBUSY, errno.EXDEV):
+                raise
+            logger.warning(
+                f"{directory} cannot be renamed ({error.strerror}): it is written file by file, not atomically; a "
+                "kill during the save can leave it with a mix of old and new files."
+            )
+    # the fallback: new files replace old ones one by one (each rename is atomic, the whole is not)
+    for name in new_entries:
+        shutil.move(os.path.join(staging, name), os.path.join(directory, name))
+    shutil.rmtree(staging)
+
+
+def _save_model(
+    accelerator: Accelerator,
+    model,
+    processor: ZeetadProcessor,
+    directory: str,
+    predictions: Mapping[str, list] | None = None,
+    source: str | None = None,
+    write_extra: Callable[[str], None] | None = None,
+) -> None:
+    r"""
+    Publish a model folder (all processes call it; the main one writes): the final model in `output_dir` or
+    `best_model/`. The new files (the unwrapped model exported with its code and `auto_map`
+    ([`~zeetad_hf.export_for_remote_code`]), or the files of the folder `source`, then
+    the processor, `eval_predictions.json` and what `write_extra(folder)` writes) go to the empty folder `.tmp-<name>`
+    next to `directory`; everything else `directory` holds (checkpoints, `best_model/`, logs) is carried over by hard
+    links; then the complete folder replaces `directory` in one rename ([`replace_directory`]). A reader, or a kill at
+    any moment, sees the previous folder or the new one. A full disk raises an `OSError` naming what was kept.
+
+    Args:
+        accelerator (`Accelerator`):
+            The run's accelerator.
+        model:
+            The (possibly wrapped) model, saved unless `source` is given.
+        processor ([`ZeetadProcessor`]):
+            Saved with the model (unless `source` is given, whose files include it).
+        directory (`str`):
+            The folder to publish.
+        predictions (`Mapping[str, list]`, *optional*):
+            Unseen-class detections, written as `eval_predictions.json` (a previous one is never carried over: it
+            belongs to another model).
+        source (`str`, *optional*):
+            A saved model folder (`best_model/`) whose files are published instead of the in-memory model.
+        write_extra (`Callable[[str], None]`, *optional*):
+            Writes more files into the folder it is given (results, model card).
+    """
+    accelerator.wait_for_everyone()
+    staging, atomic = _staging_folder(accelerator, directory)
+    accelerator.wait_for_everyone()
+    try:
+        if source is None:
+            # with its code and `auto_map`: the folder (and its push) also loads where zeetad_hf is not installed
+            export_for_remote_code(
+                accelerator.unwrap_model(model), processor, staging, is_main_process=accelerator.is_main_process
+            )
+        if accelerator.is_main_process:
+            if source is not None:
+                link_missing_entries(source, staging)
+            if predictions is not None:
+                write_json_atomic(os.path.join(staging, PREDICTIONS_NAME), _submission(predictions))
+            if write_extra is not None:
+                write_extra(staging)
+            _publish_model_files(staging, directory, atomic)
+    except Exception as error:
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        kept = f"the previous {directory} (unchanged)" if atomic else f"{directory} (partly rewritten)"
+        disk_full = disk_full_error(error, staging, kept)
+        if disk_full is not None:
+            raise disk_full from error
+        raise
     accelerator.wait_for_everyone()
 
 
-def _write_model_card(card_arguments: Mapping[str, Any], results: Mapping[str, Any], args) -> None:
-    """Fill the model card from this run's selected unseen-class results and hyper-parameters."""
+def _write_model_card(card_arguments: Mapping[str, Any], results: Mapping[str, Any], args, folder: str) -> None:
+    """Fill the model card from this run's selected unseen-class results and hyper-parameters; write it to `folder`."""
     measured = None
     if results["eval_unseen_mAP"] is not None:
         measured = {
@@ -1262,13 +1515,7 @@ def _write_model_card(card_arguments: Mapping[str, Any], results: Mapping[str, A
     }
     hyperparameters["model_selection"] = results["model_selection"]
     card = build_model_card(**card_arguments, results=measured, training_hyperparameters=hyperparameters)
-    save_model_card(card, args.output_dir)
-
-
-def _copy_files(source: str, destination: str) -> None:
-    for entry in os.scandir(source):
-        if entry.is_file():
-            shutil.copy2(entry.path, os.path.join(destination, entry.name))
+    save_model_card(card, folder)
 
 
 def push_folder_to_hub(folder: str | os.PathLike, repo_id: str | None = None, private: bool = False) -> str:
