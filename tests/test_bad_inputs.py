@@ -427,16 +427,16 @@ PARAMETER_CASES = [
     Case("parameters", "training_tiou_percent", lambda w: ZeetadTrainingArguments(output_dir="x", tiou_thresholds=[30, 50]), Raises(ValueError, r"`tiou_thresholds` must lie in \(0, 1\]")),
     Case("parameters", "training_checkpointing_steps", lambda w: ZeetadTrainingArguments(output_dir="x", checkpointing_steps="often"), Raises(ValueError, r"positive integer or 'epoch', got 'often'")),
     Case("parameters", "training_window_overlap", lambda w: ZeetadTrainingArguments(output_dir="x", eval_window_overlap=1.0), Raises(ValueError, r"`eval_window_overlap`: `window_overlap` must be a number in \[0, 1\)")),
-    Case("parameters", "cli_top_k_not_an_integer", lambda w: w.detect_command("--top-k", "x"), Exits(2, r"^zeetad detect: error: argument --top-k: must be an integer, got 'x'")),
+    Case("parameters", "cli_top_k_not_an_integer", lambda w: w.detect_command("--top-k", "x"), Exits(2, r"^zeetad detect: error: argument --top_k/--top-k: must be an integer, got 'x'")),
     Case("parameters", "cli_threshold_above_one", lambda w: w.detect_command("--threshold", "1.5"), Exits(2, r"argument --threshold: must be in \[0, 1\], got 1\.5")),
-    Case("parameters", "cli_sampling_fps_inf", lambda w: w.detect_command("--sampling-fps", "inf"), Exits(2, r"argument --sampling-fps: must be finite, got inf")),
+    Case("parameters", "cli_sampling_fps_inf", lambda w: w.detect_command("--sampling-fps", "inf"), Exits(2, r"argument --sampling_fps/--sampling-fps: must be finite, got inf")),
     Case("parameters", "cli_unknown_flag", lambda w: w.detect_command("--frobnicate"), Exits(2, r"unrecognized arguments: --frobnicate")),
     Case("parameters", "cli_missing_labels", lambda w: w.zeetad("detect", w.videos["good"], "--model", w.model), Exits(2, r"the following arguments are required: --labels")),
     Case("parameters", "cli_no_command", lambda w: w.zeetad(), Exits(2, r"^zeetad: error: the following arguments are required: COMMAND")),
     Case("parameters", "cli_device_syntax", lambda w: w.detect_command("--device", "gpu0"), Exits(2, r"argument --device: not a torch device: 'gpu0'")),
     Case("parameters", "cli_device_unavailable", lambda w: w.detect_command("--device", "cuda:99"), Exits(1, r"--device 'cuda:99': this machine .*cuda device")),
     Case("parameters", "cli_plot_extension", lambda w: w.detect_command("--plot", w.fresh() / "t.jpg"), Exits(2, r"--plot '.*t\.jpg' has the extension '\.jpg'.*PNG, SVG or PDF")),
-    Case("parameters", "cli_ground_truth_without_plot", lambda w: w.detect_command("--ground-truth", "gt.json"), Exits(2, r"--ground-truth is only drawn on the plot")),
+    Case("parameters", "cli_ground_truth_without_plot", lambda w: w.detect_command("--ground-truth", "gt.json"), Exits(2, r"--ground_truth is only drawn on the plot")),
     Case("parameters", "cli_output_under_a_file", lambda w: w.detect_command("--output", w.a_file / "out.json"), Exits(1, r"--output .*a_file\.txt: .*a_file\.txt is a file, not a folder")),
     Case("parameters", "cli_quickstart_hub_id_without_push", lambda w: w.zeetad("quickstart", "--output_dir", w.fresh(), "--hub_model_id", "me/model"), Exits(2, r"^zeetad quickstart: error: --hub_model_id \('me/model'\).*--push_to_hub")),
     Case("parameters", "train_script_batch_size", lambda w: w.train_script(per_device_train_batch_size="0"), Exits(2, r"^train\.py: error: `per_device_train_batch_size` must be at least 1, got 0")),
@@ -486,8 +486,8 @@ ANNOTATION_CASES = [
     Case("annotations", "unknown_subset", lambda w: w.load(subsets=["Validation"]), Raises(ValueError, r"`subsets` \['Validation'\] not found in the annotation file; available: \['training'\]")),
     Case("annotations", "bmn_csv_without_subset_column", lambda w: load_bmn_style(*bmn_files(w, "video,fps\nv1,30\n"), w.features()), Raises(ValueError, r"`video_info_csv` .*video_info\.csv: missing columns \['subset'\]")),
     Case("annotations", "bmn_video_without_csv_row", lambda w: load_bmn_style(*bmn_files(w, "video,subset\nv2,training\n"), w.features()), Raises(ValueError, r"1 videos of `annotation_path` have no row in `video_info_csv`")),
-    Case("annotations", "cli_ground_truth_missing", lambda w: w.detect_command("--plot", w.fresh() / "t.png", "--ground-truth", w.root / "missing.json"), Exits(1, r"--ground-truth: file not found: .*missing\.json")),
-    Case("annotations", "cli_ground_truth_reversed_segment", lambda w: w.detect_command("--plot", w.fresh() / "t.png", "--ground-truth", w.annotations([{"label": "jumping", "segment": [2.0, 1.0]}])), Exits(1, r"--ground-truth: annotations of .*good\.mp4: ground_truth\[0\]")),
+    Case("annotations", "cli_ground_truth_missing", lambda w: w.detect_command("--plot", w.fresh() / "t.png", "--ground-truth", w.root / "missing.json"), Exits(1, r"--ground_truth: file not found: .*missing\.json")),
+    Case("annotations", "cli_ground_truth_reversed_segment", lambda w: w.detect_command("--plot", w.fresh() / "t.png", "--ground-truth", w.annotations([{"label": "jumping", "segment": [2.0, 1.0]}])), Exits(1, r"--ground_truth: annotations of .*good\.mp4: ground_truth\[0\]")),
     Case("annotations", "evaluate_script_annotations_missing", lambda w: w.script("evaluate.py", "--annotations", w.root / "missing.json", "--predictions", "p.json", "--output_dir", w.fresh()), Exits(1, r"--annotations .*missing\.json: `annotation_path` file not found")),
 ]
 
@@ -546,7 +546,7 @@ TRAINING_CASES = [
 
 # the real console scripts, end to end (Python's own exit status and stderr)
 SUBPROCESS_CASES = [
-    Case("subprocess", "zeetad_usage_error", lambda w: w.subprocess("-m", "zeetad_hf.cli", "detect", w.videos["good"], "--model", w.model, "--labels", "a", "--top-k", "x"), Exits(2, r"^zeetad detect: error: argument --top-k: must be an integer, got 'x'")),
+    Case("subprocess", "zeetad_usage_error", lambda w: w.subprocess("-m", "zeetad_hf.cli", "detect", w.videos["good"], "--model", w.model, "--labels", "a", "--top-k", "x"), Exits(2, r"^zeetad detect: error: argument --top_k/--top-k: must be an integer, got 'x'")),
     Case("subprocess", "zeetad_corrupt_weights_debug", lambda w: w.subprocess("-m", "zeetad_hf.cli", "detect", w.videos["good"], "--model", w.broken_models["truncated_weights"], "--labels", "a", "--debug"), Exits(1, r"^zeetad detect: error: --model .*model\.safetensors is corrupt or truncated", traceback=True)),
     Case("subprocess", "train_script_usage_error", lambda w: w.subprocess(EXAMPLES / "train.py", "--mixed_precision", "fp17", "--output_dir", w.fresh()), Exits(2, r"^train\.py: error: `mixed_precision` must be one of")),
     Case("subprocess", "evaluate_script_bad_predictions", lambda w: w.subprocess(EXAMPLES / "evaluate.py", "--annotations", w.benchmark["annotations"], "--predictions", w.predictions_file([1]), "--output_dir", w.fresh()), Exits(1, r"^evaluate\.py: error: --predictions .*got a list")),

@@ -13,7 +13,7 @@ from PIL import Image
 from tiny_models import save_tiny_video_detector
 
 from zeetad_hf import probe_video
-from zeetad_hf.cli import UsageError, load_ground_truth, main, plot_paths
+from zeetad_hf.cli import UsageError, build_parser, load_ground_truth, main, plot_paths
 
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("zeetad")
@@ -261,3 +261,21 @@ def test_ground_truth_formats(tmp_path):
         load_ground_truth(str(tmp_path / "by_name.json"), ["clips/a.mp4", "clips/b.mp4"])
     with pytest.raises(ValueError, match="one list of annotations but 2 videos"):
         load_ground_truth(str(tmp_path / "list.json"), ["a.mp4", "b.mp4"])
+
+
+def test_flags_are_snake_case_with_the_dashed_spelling_accepted():
+    parser = build_parser()
+    detect = ["detect", "video.mp4", "--model", "m", "--labels", "a"]
+    snake = parser.parse_args(
+        [*detect, "--top_k", "3", "--sampling_fps", "2", "--frame_batch_size", "4", "--ground_truth", "g.json"]
+    )
+    dashed = parser.parse_args(
+        [*detect, "--top-k", "3", "--sampling-fps", "2", "--frame-batch-size", "4", "--ground-truth", "g.json"]
+    )
+    assert vars(snake) == vars(dashed)
+    assert (snake.top_k, snake.sampling_fps, snake.frame_batch_size, snake.ground_truth) == (3, 2.0, 4, "g.json")
+    quickstart = parser.parse_args(["quickstart", "--output-dir", "d", "--push-to-hub", "--hub-model-id", "u/m"])
+    assert (quickstart.output_dir, quickstart.push_to_hub, quickstart.hub_model_id) == ("d", True, "u/m")
+    # the help shows the snake_case spelling first, as transformers' scripts do
+    help_text = parser._subparsers._group_actions[0].choices["detect"].format_help()
+    assert "--top_k N, --top-k N" in help_text and "--no_progress, --no-progress" in help_text

@@ -99,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `zeetad` command and its sub-commands."""
     parser = ArgumentParser(
         prog="zeetad",
-        description="Zero-shot temporal action detection with ZEETAD models.",
+        description=(
+            "Zero-shot temporal action detection with ZEETAD models. Flags are spelled as transformers spells them "
+            "(--top_k); the dashed spelling (--top-k) is accepted too."
+        ),
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(DEBUG_FLAG, action="store_true", help=DEBUG_HELP)
@@ -124,15 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument(
         "--threshold", type=_probability, metavar="SCORE", help="minimum score in [0, 1] (default: the pipeline's)"
     )
-    detect.add_argument("--top-k", type=_positive_int, metavar="N", help="keep at most N detections per video")
     detect.add_argument(
+        "--top_k", "--top-k", type=_positive_int, metavar="N", help="keep at most N detections per video"
+    )
+    detect.add_argument(
+        "--sampling_fps",
         "--sampling-fps",
         type=_positive_float,
         metavar="FPS",
         help="frames sampled per second of video, one per temporal unit (default: the processor's)",
     )
     detect.add_argument(
-        "--frame-batch-size", type=_positive_int, metavar="N", help="frames per vision-tower call (default: 32)"
+        "--frame_batch_size",
+        "--frame-batch-size",
+        type=_positive_int,
+        metavar="N",
+        help="frames per vision-tower call (default: 32)",
     )
     detect.add_argument("--output", metavar="JSON", help="JSON file to write (default: print the JSON to stdout)")
     detect.add_argument(
@@ -141,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="timeline picture to write, as PNG, SVG or PDF by its extension (one per video for several videos)",
     )
     detect.add_argument(
+        "--ground_truth",
         "--ground-truth",
         metavar="JSON",
         help=(
@@ -154,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DEVICE",
         help='torch device, e.g. "cpu" or "cuda:1" (default: the first GPU if any, else cpu)',
     )
-    detect.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    detect.add_argument("--no_progress", "--no-progress", action="store_true", help="do not show progress bars")
     detect.set_defaults(handler=_detect)
 
     quickstart = commands.add_parser(
@@ -168,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
             "folder with a filled model card; --push_to_hub uploads it."
         ),
     )
-    quickstart.add_argument("--output_dir", default="zeetad-quickstart", help="folder of every artefact")
+    quickstart.add_argument(
+        "--output_dir", "--output-dir", default="zeetad-quickstart", help="folder of every artefact"
+    )
     quickstart.add_argument("--fast", action="store_true", help="small settings (about a minute on 2 CPU cores)")
     quickstart.add_argument("--force", action="store_true", help="rebuild every stage")
     quickstart.add_argument(
@@ -178,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the world, its seen/unseen split, the CLIP pretraining and the training (default: 0)",
     )
     quickstart.add_argument(
-        "--push_to_hub", action="store_true", help="upload the model folder to the Hub after the run"
+        "--push_to_hub", "--push-to-hub", action="store_true", help="upload the model folder to the Hub after the run"
     )
     quickstart.add_argument(
         "--hub_model_id",
+        "--hub-model-id",
         metavar="REPO_ID",
         help="Hub repository of --push_to_hub (default: zeetad-quickstart-bottleneck in your namespace)",
     )
@@ -231,7 +245,7 @@ def plot_paths(plot: str, videos: Sequence[str]) -> dict[str, str]:
 
 def load_ground_truth(path: str, videos: Sequence[str]) -> dict[str, list]:
     r"""
-    Read and check the `--ground-truth` file.
+    Read and check the `--ground_truth` file.
 
     Args:
         path (`str`):
@@ -252,18 +266,18 @@ def load_ground_truth(path: str, videos: Sequence[str]) -> dict[str, list]:
         with open(path, encoding="utf-8") as file:
             data = json.load(file)
     except FileNotFoundError:
-        raise FileNotFoundError(f"--ground-truth: file not found: {path}") from None
+        raise FileNotFoundError(f"--ground_truth: file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"--ground-truth: {path} is not valid JSON ({error})") from None
+        raise ValueError(f"--ground_truth: {path} is not valid JSON ({error})") from None
     if isinstance(data, list):
         if len(videos) > 1:
             raise ValueError(
-                f"--ground-truth: {path} holds one list of annotations but {len(videos)} videos were given; "
+                f"--ground_truth: {path} holds one list of annotations but {len(videos)} videos were given; "
                 "use a mapping from video to annotations"
             )
         data = {videos[0]: data}
     elif not isinstance(data, Mapping):
-        raise ValueError(f"--ground-truth: {path} must hold a list or a mapping, got {type(data).__name__}")
+        raise ValueError(f"--ground_truth: {path} must hold a list or a mapping, got {type(data).__name__}")
     elif isinstance(data.get("database"), Mapping):
         data = {
             video: entry.get("annotations", []) if isinstance(entry, Mapping) else entry
@@ -274,11 +288,11 @@ def load_ground_truth(path: str, videos: Sequence[str]) -> dict[str, list]:
         # The most specific key wins: the path as typed, then the file name, then the stem (ActivityNet/THUMOS ids).
         key = next((key for key in (video, os.path.basename(video), Path(video).stem) if key in data), None)
         if key is None:
-            raise ValueError(f"--ground-truth: no annotations for {video} (looked for its path, file name and stem)")
+            raise ValueError(f"--ground_truth: no annotations for {video} (looked for its path, file name and stem)")
         try:
             validate_ground_truth(data[key])
         except ValueError as error:
-            raise ValueError(f"--ground-truth: annotations of {video}: {error}") from None
+            raise ValueError(f"--ground_truth: annotations of {video}: {error}") from None
         annotations[video] = data[key]
     return annotations
 
@@ -305,7 +319,7 @@ def _detect(args: argparse.Namespace) -> None:
     if repeated:
         raise UsageError(f"video(s) given more than once: {', '.join(repeated)}")
     if args.ground_truth is not None and args.plot is None:
-        raise UsageError("--ground-truth is only drawn on the plot; add --plot PICTURE (.png, .svg or .pdf)")
+        raise UsageError("--ground_truth is only drawn on the plot; add --plot PICTURE (.png, .svg or .pdf)")
     if args.plot is not None:
         try:
             plot_format(args.plot)
