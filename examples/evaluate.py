@@ -105,7 +105,10 @@ class InferenceArguments:
     eval_window_overlap: float = field(default=0.25, metadata={"help": "Overlap fraction of the windows."})
     max_segments_per_video: int = field(default=200, metadata={"help": "Detections kept per video after Soft-NMS."})
     nms_sigma: float = field(default=0.5, metadata={"help": "Gaussian Soft-NMS sigma."})
-    multiclass_nms: bool = field(default=True, metadata={"help": "Soft-NMS per class instead of class-agnostic."})
+    multiclass_nms: bool = field(
+        default=True,
+        metadata={"help": "Soft-NMS per class (default); --no_multiclass_nms runs one class-agnostic Soft-NMS."},
+    )
     voting_threshold: float = field(default=0.0, metadata={"help": "Class-agnostic NMS: voting IoU (0 = off)."})
 
 

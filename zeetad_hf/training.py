@@ -158,7 +158,11 @@ class ZeetadTrainingArguments:
     max_segments_per_video: int = field(default=200, metadata={"help": "Detections kept per video after Soft-NMS."})
     nms_sigma: float = field(default=0.5, metadata={"help": "Gaussian Soft-NMS sigma."})
     multiclass_nms: bool = field(
-        default=True, metadata={"help": "Soft-NMS per class (THUMOS14) instead of class-agnostic (ActivityNet)."}
+        default=True,
+        metadata={
+            "help": "Soft-NMS per class (THUMOS14, the default); --no_multiclass_nms runs one class-agnostic Soft-NMS "
+            "(ActivityNet)."
+        },
     )
     voting_threshold: float = field(
         default=0.0, metadata={"help": "Class-agnostic NMS only: segment voting IoU (0 disables voting)."}
