@@ -20,7 +20,7 @@ import copy
 import unittest
 
 import torch
-from tiny_models import TINY_DETECTOR
+from tiny_models import TINY_DETECTOR, TINY_TEXT_SHAPE
 from transformers_common import load_common_tests
 
 from zeetad_hf import ZeetadConfig, ZeetadForTemporalActionDetection
@@ -30,12 +30,7 @@ test_modeling_common, test_configuration_common = load_common_tests()
 
 TEXT_CONFIG = {
     "vocab_size": 99,
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "max_position_embeddings": 16,
-    "projection_dim": 16,
+    **TINY_TEXT_SHAPE,
     "bos_token_id": 97,
     "eos_token_id": 98,
     "pad_token_id": 98,

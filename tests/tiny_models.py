@@ -39,15 +39,21 @@ TINY_VISION_CONFIG = {
 }
 
 
+# Sizes of every tiny CLIP text tower in the tests (the vocabulary and special tokens come from the tokenizer).
+TINY_TEXT_SHAPE = {
+    "hidden_size": 32,
+    "intermediate_size": 37,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 16,
+    "projection_dim": 16,
+}
+
+
 def tiny_text_config(tokenizer) -> dict:
     return {
         "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "max_position_embeddings": 16,
-        "projection_dim": 16,
+        **TINY_TEXT_SHAPE,
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,

@@ -152,20 +152,9 @@ class ZeetadTemporalActionDetectionOutput(ModelOutput):
             Query states after the last decoder layer.
         encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_units, d_model)`):
             Encoder states of the finest temporal level.
-        encoder_hidden_states (`tuple[torch.FloatTensor]`, *optional*, returned with `output_hidden_states=True`):
-            The flattened multi-scale sequence `(batch_size, total_units, d_model)` (all pyramid levels, finest first)
-            before the first encoder layer and after each one.
-        encoder_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
-            Per encoder layer, the deformable attention weights `(batch_size, total_units, num_heads, num_levels,
-            num_points)` of every unit's sampling points.
-        decoder_hidden_states (`tuple[torch.FloatTensor]`, *optional*, returned with `output_hidden_states=True`):
-            The query states `(batch_size, num_queries, d_model)` before the first decoder layer and after each one.
-        decoder_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
-            Per decoder layer, the query self-attention weights `(batch_size, num_heads, num_queries, num_queries)`
-            (computed by the `eager` attention implementation; `None` entries with `sdpa`).
-        cross_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
-            Per decoder layer, the deformable cross-attention weights `(batch_size, num_queries, num_heads,
-            num_levels, num_points)`.
+        encoder_hidden_states, encoder_attentions, decoder_hidden_states, decoder_attentions, cross_attentions:
+            The localization module's states and attention maps, with `output_hidden_states=True` /
+            `output_attentions=True`; see [`ZeetadModelOutput`].
     """
 
     loss: torch.FloatTensor | None = None
