@@ -15,9 +15,13 @@ import hashlib
 import json
 import os
 import re
+import select
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -305,6 +309,25 @@ def stop_when_orphaned_or_idle(server: FakeHub, parent: int, idle_timeout: float
         if os.getppid() != parent or time.monotonic() - server.last_request > idle_timeout:
             server.shutdown()
             return
+
+
+@contextmanager
+def serve_in_subprocess(idle_timeout: float = 120.0) -> Iterator[str]:
+    """Run this server in a child process on a free port of 127.0.0.1; yield its URL and stop it afterwards.
+
+    The idle timeout only matters if the calling process is killed without leaving the `with` block.
+    """
+    process = subprocess.Popen([sys.executable, __file__, "0", str(idle_timeout)], stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 20)
+        port_line = process.stdout.readline() if ready else ""
+        if not port_line.strip().isdigit():
+            raise RuntimeError(f"fakehub did not report a port (exit code {process.poll()}, got {port_line!r})")
+        yield f"http://127.0.0.1:{int(port_line)}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
 
 
 def main():

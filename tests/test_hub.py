@@ -9,16 +9,15 @@ stdout line.
 
 import json
 import os
-import select
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
+from fakehub import serve_in_subprocess
 
 
-FAKEHUB = Path(__file__).with_name("fakehub.py")
 REPO_ID = "user/tiny-zeetad"
 TRAINED_REPO_ID = "user/tiny-zeetad-trained"
 MISSING_REPO_ID = "user/does-not-exist"
@@ -29,19 +28,9 @@ NUM_UNITS = 20
 
 @pytest.fixture(scope="module")
 def hub_endpoint():
-    """Start tests/fakehub.py on a free port of 127.0.0.1 and yield its URL; stop it afterwards."""
-    # The idle timeout only matters if this process is killed without running the `finally` below.
-    process = subprocess.Popen([sys.executable, str(FAKEHUB), "0", "120"], stdout=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 20)
-        port_line = process.stdout.readline() if ready else ""
-        if not port_line.strip().isdigit():
-            raise RuntimeError(f"fakehub did not report a port (exit code {process.poll()}, got {port_line!r})")
-        yield f"http://127.0.0.1:{int(port_line)}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
+    """tests/fakehub.py on a free port of 127.0.0.1: its URL."""
+    with serve_in_subprocess() as endpoint:
+        yield endpoint
 
 
 def run_child(command: str, workdir: Path, endpoint: str, hf_home: Path, without_package: bool = False) -> dict:

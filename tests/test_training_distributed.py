@@ -1,7 +1,6 @@
 """Two real CPU processes run examples/train.py with the launch line documented in examples/README.md."""
 
 import json
-import select
 import shutil
 import subprocess
 import sys
@@ -9,29 +8,21 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from fakehub import serve_in_subprocess
 from test_training import TRAIN_SCRIPT, script_arguments, subprocess_env, write_tiny_benchmark
 
 from zeetad_hf.training import DEBUG_DIR, RESULTS_NAME
 
 
 ACCELERATE = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
-FAKEHUB = Path(__file__).with_name("fakehub.py")
 REPO_ID = "user/zeetad-tiny-2proc"
 
 
 @pytest.fixture
 def hub_endpoint():
     """tests/fakehub.py (a local stand-in for the Hub API) on a free port of 127.0.0.1."""
-    process = subprocess.Popen([sys.executable, str(FAKEHUB), "0", "120"], stdout=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([process.stdout], [], [], 20)
-        port = process.stdout.readline().strip() if ready else ""
-        assert port.isdigit(), f"fakehub did not start (exit code {process.poll()})"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
+    with serve_in_subprocess() as endpoint:
+        yield endpoint
 
 
 @pytest.mark.skipif(ACCELERATE is None, reason="the `accelerate` command is not installed")
