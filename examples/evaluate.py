@@ -1,6 +1,9 @@
 # Copyright 2026 The zeetad_hf authors. Licensed under the MIT license.
 """Zero-shot mAP@tIoU on the unseen classes of one split, or averaged over the 10 splits, written as JSON + Markdown.
 
+Usage: `python examples/evaluate.py [config.json] [--flag value ...]`. The optional first argument is a JSON object of
+flags; the flags after it override its values (as for examples/train.py).
+
 Scores either saved detections (`--predictions`, e.g. the `eval_predictions.json` of examples/train.py) or a trained
 model run on the evaluation videos (`--model_name_or_path`). With `--all_splits`, put `{split}` in the path:
 
@@ -17,6 +20,11 @@ Errors are one line on stderr (`evaluate.py: error: ...`), exit status 2 for the
 are checked before anything is scored.
 """
 
+# First, before anything loads torch: `import zeetad_hf` sets the package's thread policy (README "Threads").
+import zeetad_hf  # noqa: F401
+
+
+# isort: split
 import logging
 import os
 import sys
@@ -44,6 +52,7 @@ from zeetad_hf.zero_shot_splits import load_zero_shot_split, restrict_ground_tru
 
 
 NUM_SPLITS = 10
+DESCRIPTION = "Zero-shot mAP@tIoU on the unseen classes of one split, or averaged over the 10 splits."
 logger = logging.getLogger(__name__)
 
 
@@ -152,7 +161,9 @@ def check_arguments(parser, args: EvaluationArguments, inference: InferenceArgum
 def main(argv: list[str] | None = None):
     # 1. Arguments (`[config.json] [--flag value ...]`, flags override the file), then what can be checked before any
     # work: the output folder is writable, every model folder holds config, complete weights and processor
-    parser = CommandLineHfArgumentParser((EvaluationArguments, InferenceArguments))
+    parser = CommandLineHfArgumentParser(
+        (EvaluationArguments, InferenceArguments), takes_json_config=True, description=DESCRIPTION
+    )
     args, inference = parse_arguments(parser, argv)
     tiou_thresholds = check_arguments(parser, args, inference)
     source = args.predictions or args.model_name_or_path

@@ -1,12 +1,12 @@
 # Copyright 2026 The zeetad_hf authors. Licensed under the MIT license.
 """Smallest offline end-to-end run: tiny CLIP -> ZEETAD -> train on seen classes -> detect an unseen class in seconds.
 
-Nothing is downloaded. A tiny random CLIP is built and saved to a temporary folder, then loaded with the real
-`ZeetadForTemporalActionDetection.from_clip` code path. Synthetic "videos" are sequences of CLIP frame embeddings in
-which an action of class `c` shows as frames close to CLIP's text embedding of `c` (what a CLIP image tower produces
-for frames of that action). The model trains on two seen classes only (16 videos with 1-2 random actions each) and is
-then asked, zero-shot, to find an unseen class in a new video. The text encoder stays frozen without adapters: a
-random CLIP holds no language knowledge that adapters could refine.
+Nothing is downloaded. A tiny random CLIP is built and saved to a temporary folder (removed afterwards), then loaded
+with the real `ZeetadForTemporalActionDetection.from_clip` code path. Synthetic "videos" are sequences of CLIP frame
+embeddings in which an action of class `c` shows as frames close to CLIP's text embedding of `c` (what a CLIP image
+tower produces for frames of that action). The model trains on two seen classes only (16 videos with 1-2 random actions
+each) and is then asked, zero-shot, to find an unseen class in a new video. The text encoder stays frozen without
+adapters: a random CLIP holds no language knowledge that adapters could refine.
 
 Usage: python examples/tiny_zero_shot_example.py [--steps 150] [--seed 0]
 """
@@ -72,14 +72,15 @@ def main():
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
 
-    # 1. A tiny CLIP checkpoint on disk, loaded through the real from_clip path (CLIP-only features).
-    clip_folder = tempfile.mkdtemp(prefix="tiny-clip-")
-    tokenizer = build_tiny_clip(clip_folder)
-    model = ZeetadForTemporalActionDetection.from_clip(
-        clip_folder, d_model=32, num_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=8,
-        num_feature_levels=3, encoder_layers=1, decoder_layers=2, semantic_adapter_dim=8, text_adapter_type=None,
-        dropout=0.0,
-    )  # fmt: skip
+    # 1. A tiny CLIP checkpoint on disk, loaded through the real from_clip path (CLIP-only features); the folder is
+    # removed once the model and tokenizer are in memory
+    with tempfile.TemporaryDirectory(prefix="tiny-clip-") as clip_folder:
+        tokenizer = build_tiny_clip(clip_folder)
+        model = ZeetadForTemporalActionDetection.from_clip(
+            clip_folder, d_model=32, num_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=8,
+            num_feature_levels=3, encoder_layers=1, decoder_layers=2, semantic_adapter_dim=8, text_adapter_type=None,
+            dropout=0.0,
+        )  # fmt: skip
     all_classes = SEEN_CLASSES + [UNSEEN_CLASS]
     prompts = tokenizer([TEMPLATE.format(name) for name in all_classes], padding=True, return_tensors="pt")
     with torch.no_grad():

@@ -60,11 +60,21 @@ class CommandLineHfArgumentParser(HfArgumentParser):
     Args:
         dataclass_types:
             The argument dataclasses, as for `HfArgumentParser`.
+        takes_json_config (`bool`, *optional*, defaults to `False`):
+            Whether the script reads an optional JSON file of flags first
+            ([`~zeetad_hf.training.parse_arguments`]): `--help` then shows it in the usage and describes it (argparse
+            itself only knows the flags).
         kwargs:
             Passed to `HfArgumentParser`.
     """
 
-    def __init__(self, dataclass_types, **kwargs):
+    def __init__(self, dataclass_types, takes_json_config: bool = False, **kwargs):
+        if takes_json_config:
+            kwargs["usage"] = "%(prog)s [-h] [config.json] [--flag value ...]"
+            kwargs["description"] = (
+                f"{kwargs.get('description') or ''} config.json (optional, first): a JSON object of flags; the flags "
+                "after it override its values."
+            ).strip()
         super().__init__(dataclass_types, **kwargs)
         self.add_argument(DEBUG_FLAG, action="store_true", help=DEBUG_HELP)
 
