@@ -1,8 +1,9 @@
 # Copyright 2026 The zeetad_hf authors. Licensed under the MIT license.
 """Train ZEETAD on the seen classes of one zero-shot split and evaluate it on the unseen classes after every epoch.
 
-Usage (see examples/README.md): a JSON config and/or flags (flags override the config); one process, several CPU
-processes (this launch line, with no GPU) or several GPUs.
+Usage: `python examples/train.py [config.json] [--flag value ...]`. The optional first argument is a JSON object of
+flags (e.g. examples/configs/thumos14_i3d_clip.json); the flags after it override its values (see examples/README.md).
+It runs in one process, several CPU processes (this launch line, with no GPU) or several GPUs:
 
     accelerate launch --multi_gpu --num_processes 2 --main_process_port 0 examples/train.py \\
         examples/configs/thumos14_i3d_clip.json --split 3 --output_dir runs/thumos14_75_25_split3
@@ -14,6 +15,11 @@ Errors are one line on stderr (`train.py: error: ...`), exit status 2 for the co
 training starts.
 """
 
+# First, before anything loads torch: `import zeetad_hf` sets the package's thread policy (README "Threads").
+import zeetad_hf  # noqa: F401
+
+
+# isort: split
 import dataclasses
 import json
 import logging
@@ -29,8 +35,11 @@ from zeetad_hf import ZeetadConfig, ZeetadFeatureExtractor, ZeetadForTemporalAct
 from zeetad_hf.cli_errors import CommandLineHfArgumentParser, UsageError, run_command
 from zeetad_hf.data import BENCHMARKS, filter_to_classes, load_benchmark, read_feature_shape
 from zeetad_hf.file_utils import TOKENIZER_FILES, check_model_folder, check_writable_directory
-from zeetad_hf.training import ZeetadTrainingArguments, parse_arguments, train
+from zeetad_hf.training import ZeetadTrainingArguments, create_hub_repo, parse_arguments, train
 from zeetad_hf.zero_shot_splits import load_zero_shot_split
+
+
+DESCRIPTION = "Train ZEETAD on the seen classes of one zero-shot split and evaluate the unseen ones after every epoch."
 
 
 @dataclass
@@ -130,14 +139,21 @@ def build_model_and_processor(model_args: ModelArguments, localization_feature_d
 
 def main(argv: list[str] | None = None):
     # 1. Arguments (`[config.json] [--flag value ...]`, flags override the file), the checks that need no data (the
-    # output folder is writable, the model folders hold config, complete weights and tokenizer), and logging
-    parser = CommandLineHfArgumentParser((DataArguments, ModelArguments, ZeetadTrainingArguments))
+    # tracker of `--with_tracking` is installed, the output folder is writable, the model folders hold config,
+    # complete weights and tokenizer), and logging
+    parser = CommandLineHfArgumentParser(
+        (DataArguments, ModelArguments, ZeetadTrainingArguments), takes_json_config=True, description=DESCRIPTION
+    )
     data_args, model_args, training_args = parse_arguments(parser, argv)
     if data_args.annotations is None or data_args.features is None:
         parser.error("--annotations and --features are required.")
     parse_config_overrides(model_args.config_overrides)
     check_writable_directory(training_args.output_dir, "--output_dir")
     check_model_arguments(model_args)
+    if training_args.push_to_hub:
+        # A missing token or network fails now, not after training (train() checks again, for API callers). Every
+        # process asks (the process group does not exist yet); creating with exist_ok is idempotent.
+        create_hub_repo(training_args.hub_repo_id, training_args.hub_private_repo)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     datasets.utils.logging.disable_progress_bar()

@@ -1,7 +1,11 @@
 """Hermetic test set-up: offline Hub, a throw-away HF cache, and the `slow` marker driven by RUN_SLOW."""
 
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
+from typing import NamedTuple
 
 
 # Set before anything imports huggingface_hub / transformers: both read these at import time.
@@ -59,3 +63,33 @@ def tokenizer():
 def make_config(tokenizer):
     """Factory of tiny ZEETAD configs: `make_config(text_adapter_type="lora", ...)`."""
     return lambda **overrides: tiny_zeetad_config(tokenizer, **overrides)
+
+
+class QuickstartRun(NamedTuple):
+    """A finished `zeetad quickstart` run: its `--output_dir`, and what it printed (the table, then the summary)."""
+
+    output_dir: Path
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def quickstart_fast_run(tmp_path_factory) -> QuickstartRun:
+    """One `zeetad quickstart --fast` (about 90 s on 2 cores) through the installed console script, as a user runs it
+    (offline, one OpenMP thread): its `--output_dir` and what it printed on stdout."""
+    output_dir = tmp_path_factory.mktemp("quickstart")
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "zeetad"),
+        "quickstart",
+        "--fast",
+        "--output_dir",
+        output_dir,
+    ]
+    completed = subprocess.run(
+        command,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return QuickstartRun(output_dir, completed.stdout)

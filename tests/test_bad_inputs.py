@@ -541,6 +541,7 @@ TRAINING_CASES = [
     Case("training", "resume_from_a_folder_without_state", lambda w: w.train(resume_from_checkpoint=str(w.fresh())), Raises(FileNotFoundError, r"`resume_from_checkpoint` file not found: .*trainer_state\.json")),
     Case("training", "train_script_config_file_missing", lambda w: w.script("train.py", w.root / "missing.json"), Exits(1, r"^train\.py: error: `config` file not found: .*missing\.json")),
     Case("training", "train_script_config_file_not_an_object", lambda w: w.script("train.py", w.annotations("[1, 2]", "config.json")), Exits(1, r"`config` file .*config\.json must hold a JSON object of flags, got list")),
+    Case("training", "train_script_push_without_hub_access", lambda w: w.train_script(push_to_hub="true", hub_model_id="user/x"), Exits(1, r"^train\.py: error: could not create or find the Hub repository 'user/x' \(OfflineModeIsEnabled")),
     Case("training", "extract_script_videos_dir_missing", lambda w: w.script("extract_features.py", "--videos_dir", w.root / "no-videos", "--output_dir", w.fresh()), Exits(1, r"^extract_features\.py: error: --videos_dir '.*no-videos' is not a folder")),
 ]
 

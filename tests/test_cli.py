@@ -85,6 +85,14 @@ def test_detect_writes_json_and_one_plot_per_video(model_dir, tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert "frame" in result.stderr  # the progress bar
+    # each written file is named on stderr, once it is complete (the JSON comes last)
+    written = [line for line in result.stderr.splitlines() if line.startswith("wrote ")]
+    assert written == [
+        "wrote timeline out/timeline_jump.png",
+        "wrote timeline out/timeline_vault.png",
+        "wrote detections of 2 videos to out/detections.json",
+    ]
+    assert result.stdout == ""
     results = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert list(results) == list(videos)
     for name, path in videos.items():
@@ -107,6 +115,8 @@ def test_detect_prints_json_to_stdout_without_output(model_dir, tmp_path, capsys
 
     captured = capsys.readouterr()
     assert exit_code == 0, captured.err
+    # stdout holds the JSON alone; the picture is named on stderr
+    assert f"wrote timeline {tmp_path / 'timeline.png'}" in captured.err.splitlines()
     results = json.loads(captured.out)
     check_detections(results[str(video)], ["jumping", "running"], probe_video(video).duration)
     assert results[str(video)], "threshold 0 keeps every query"

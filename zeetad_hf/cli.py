@@ -6,6 +6,7 @@ traceback.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -165,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DEVICE",
         help='torch device, e.g. "cpu" or "cuda:1" (default: the first GPU if any, else cpu)',
     )
+    detect.add_argument(
+        "--num_threads",
+        "--num-threads",
+        type=_positive_int,
+        metavar="N",
+        help="torch's intra-op threads on the CPU (default: torch's, one per core; see README \"Threads\")",
+    )
     detect.add_argument("--no_progress", "--no-progress", action="store_true", help="do not show progress bars")
     detect.set_defaults(handler=_detect)
 
@@ -182,13 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_argument(
         "--output_dir", "--output-dir", default="zeetad-quickstart", help="folder of every artefact"
     )
-    quickstart.add_argument("--fast", action="store_true", help="small settings (about 75 s on 2 CPU cores)")
+    quickstart.add_argument("--fast", action="store_true", help="small settings (about 90 s on 2 CPU cores)")
     quickstart.add_argument("--force", action="store_true", help="rebuild every stage")
     quickstart.add_argument(
         "--seed",
         type=int,
         metavar="N",
         help="seed of the world, its seen/unseen split, the CLIP pretraining and the training (default: 0)",
+    )
+    quickstart.add_argument(
+        "--num_threads",
+        "--num-threads",
+        type=_positive_int,
+        metavar="N",
+        help=(
+            "torch's intra-op threads (default: 1, so that the numbers are the same on every machine; another count "
+            "gives other numbers, cached separately)"
+        ),
     )
     quickstart.add_argument(
         "--push_to_hub", "--push-to-hub", action="store_true", help="upload the model folder to the Hub after the run"
@@ -333,6 +351,8 @@ def _detect(args: argparse.Namespace) -> None:
         for folder in sorted({os.path.dirname(os.path.abspath(path)) for path in paths}):
             check_writable_directory(folder, flag)
     check_model_folder(args.model, "--model")
+    if args.num_threads is not None:
+        torch.set_num_threads(args.num_threads)
     ground_truth = load_ground_truth(args.ground_truth, args.videos) if args.ground_truth is not None else {}
     durations = {video: probe_video(video).duration for video in args.videos}
 
@@ -368,6 +388,7 @@ def _detect(args: argparse.Namespace) -> None:
             results[video] = detector(video, progress_callback=progress.update, **call_kwargs)
 
     # 4. Write outputs only once every video succeeded, so a failure leaves no partial results.
+    # What was written is said on stderr: stdout holds nothing but the JSON when --output is absent.
     for video, plot in plots.items():
         plot_timeline(
             results[video],
@@ -376,15 +397,24 @@ def _detect(args: argparse.Namespace) -> None:
             ground_truth=ground_truth.get(video),
             title=os.path.basename(video),
         )
+        print(f"wrote timeline {plot}", file=sys.stderr)
     if args.output is None:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         write_json_atomic(args.output, results)
+        noun = "video" if len(results) == 1 else "videos"
+        print(f"wrote detections of {len(results)} {noun} to {args.output}", file=sys.stderr)
 
 
 def _quickstart(args: argparse.Namespace) -> None:
-    from .quickstart import run_quickstart
+    from .quickstart import (
+        QuickstartSettings,
+        fast_settings,
+        push_quickstart_model,
+        quickstart_summary,
+        run_quickstart,
+    )
 
     if args.hub_model_id is not None and not args.push_to_hub:
         raise UsageError(
@@ -392,18 +422,18 @@ def _quickstart(args: argparse.Namespace) -> None:
             "--hub_model_id out"
         )
     check_writable_directory(args.output_dir, "--output_dir")
-    results = run_quickstart(
-        args.output_dir,
-        fast=args.fast,
-        force=args.force,
-        seed=args.seed,
-        push_to_hub=args.push_to_hub,
-        hub_model_id=args.hub_model_id,
-    )
+    settings = fast_settings() if args.fast else QuickstartSettings()
+    if args.num_threads is not None:
+        settings = dataclasses.replace(settings, num_threads=args.num_threads)
+    results = run_quickstart(args.output_dir, settings=settings, seed=args.seed, force=args.force)
     print(results["table"])
-    for detection in (results.get("demo") or {}).get("detections", []):
-        segment = detection["segment"]
-        print(f"{detection['score']:.3f}  {detection['label']}  {segment['start']:.1f}-{segment['end']:.1f} s")
+    print()
+    # flushed: a failed push writes its line to stderr, and the results must come first where both streams meet
+    print(quickstart_summary(results, args.output_dir), flush=True)
+    # The upload comes last, so that a failed one (no network, no token) reports one line after the results.
+    if args.push_to_hub:
+        repo_id = push_quickstart_model(results["model_dir"], args.hub_model_id)
+        print(f"\nPushed {results['model_dir']} to the Hub repository {repo_id}.")
 
 
 def _run(argv: list[str]) -> None:

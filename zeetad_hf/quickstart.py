@@ -19,7 +19,9 @@ setting rebuilds that stage and every later one; `force=True` rebuilds everythin
    holds unseen-class actions, with the unseen class names as candidate labels, plotted beside the ground truth.
 
 `runs/bottleneck/` is a Hub-ready model folder: model, processor and a model card (`README.md`) filled with its
-measured unseen-class results; `push_to_hub=True` uploads it after the run (cached stages are not rebuilt for that).
+measured unseen-class results; [`push_quickstart_model`] uploads it (`push_to_hub=True` does so after the run, and
+`zeetad quickstart --push_to_hub` after printing the results; cached stages are not rebuilt for that).
+[`quickstart_summary`] says where every artefact is and sets each demo detection beside its ground truth.
 """
 
 import hashlib
@@ -51,10 +53,11 @@ from .file_utils import atomic_write, write_json_atomic
 from .frame_embedding import extract_video_features
 from .modeling_zeetad import ZeetadForTemporalActionDetection
 from .processing_zeetad import ZeetadProcessor
+from .segment_utils import pairwise_segment_iou
 from .synthetic_world import PROMPT_TEMPLATE, RENDERING_VERSION, WorldConfig, fast_world_config, generate_world
 from .training import ZeetadTrainingArguments, push_folder_to_hub, train
 from .video_utils import units_for_duration
-from .visualization import plot_timeline
+from .visualization import plot_timeline, validate_ground_truth
 
 
 # The [`ZeetadConfig`] fields of each variant of the comparison, on top of `QuickstartSettings.model_overrides` (the
@@ -314,7 +317,9 @@ def detect_on_held_out_video(
     unseen-class ground truth) to `output_dir`.
 
     Returns:
-        `dict`: `{"video", "candidate_labels", "detections", "ground_truth"}` (what `detections.json` holds).
+        `dict`: what `detections.json` holds: `{"video" (its path), "duration" (seconds), "candidate_labels",
+        "threshold", "top_k", "detections" (the pipeline's output), "ground_truth" (the unseen-class annotations of the
+        video in the world's `annotations.json`: `{"label", "segment": [start, end]}`)}`.
     """
     from transformers import pipeline
 
@@ -345,12 +350,111 @@ def detect_on_held_out_video(
     )
     demo = {
         "video": str(video_path),
+        "duration": entry["duration"],
         "candidate_labels": unseen,
+        "threshold": threshold,
+        "top_k": top_k,
         "detections": detections,
         "ground_truth": ground_truth,
     }
     write_json_atomic(output_dir / "detections.json", demo)
     return demo
+
+
+def quickstart_summary(results: Mapping[str, Any], output_dir: str | os.PathLike) -> str:
+    r"""
+    What `zeetad quickstart` prints after the table: where every artefact is, and the demo's detections on the held-out
+    video, each beside the ground-truth instance of its label that it overlaps most (tIoU, as
+    [`~zeetad_hf.segment_utils.pairwise_segment_iou`] computes it), then the ground-truth instances that no detection
+    of their label overlaps.
+
+    Args:
+        results (`dict`):
+            What [`run_quickstart`] returns.
+        output_dir (`str` or `os.PathLike`):
+            The folder of the run, as given to [`run_quickstart`] (the printed paths start with it).
+
+    Returns:
+        `str`: the summary, one artefact or detection per line.
+    """
+    artefacts = {
+        "world/": "the generated videos (videos/*.mp4), annotations.json, split.json",
+        "clip/": "the small CLIP, an ordinary CLIP model folder",
+        "features/": "CLIP frame embeddings of every video",
+        "runs/<variant>/": f"one trained and evaluated model per variant ({', '.join(results['variants'])})",
+    }
+    if "model_dir" in results:
+        artefacts[f"runs/{MODEL_VARIANT}/"] = "the Hub-ready model folder: weights, processor, model card (README.md)"
+    artefacts["results.json"] = "every measure of every variant"
+    artefacts["results.md"] = "the table above"
+    if "demo" in results:
+        artefacts["detections.json"] = "the detections below, with the ground truth"
+        artefacts["timeline.png"] = "the detections below, drawn beside the ground truth"
+    paths = {os.path.join(output_dir, name): description for name, description in artefacts.items()}
+    width = max(map(len, paths))
+    lines = ["Artefacts:", *(f"  {path:<{width}}  {description}" for path, description in paths.items())]
+    if "demo" not in results:
+        return "\n".join(lines)
+
+    demo = results["demo"]
+    detections = demo["detections"]
+    ground_truth = validate_ground_truth(demo["ground_truth"])
+    lines += [
+        "",
+        f"Detections on the held-out video {demo['video']} ({demo['duration']:.1f} s), with the "
+        f"{len(demo['candidate_labels'])} unseen classes as candidates",
+        f"(score >= {demo['threshold']:g}, at most {demo['top_k']}), each beside the ground-truth instance of its label "
+        "that it overlaps most:",
+    ]
+    # (num_detections, 2) and (num_ground_truth, 2) start/end seconds -> (num_detections, num_ground_truth) tIoU
+    detected_segments = [[item["segment"]["start"], item["segment"]["end"]] for item in detections]
+    true_segments = [[start, end] for _, start, end in ground_truth]
+    tiou = pairwise_segment_iou(
+        torch.tensor(detected_segments, dtype=torch.float64).reshape(-1, 2),
+        torch.tensor(true_segments, dtype=torch.float64).reshape(-1, 2),
+    ).tolist()
+    spans = [f"{start:.1f}-{end:.1f} s" for start, end in detected_segments]
+    label_width = max((len(item["label"]) for item in detections), default=0)
+    span_width = max(map(len, spans), default=0)
+    for row, (item, span) in enumerate(zip(detections, spans)):
+        same_label = [column for column, (label, _, _) in enumerate(ground_truth) if label == item["label"]]
+        if same_label:
+            best = max(same_label, key=lambda column: tiou[row][column])
+            _, start, end = ground_truth[best]
+            match = f"ground truth {start:.1f}-{end:.1f} s, tIoU {tiou[row][best]:.2f}"
+        else:
+            match = "no ground truth of this label"
+        lines.append(f"  {item['score']:.3f}  {item['label']:<{label_width}}  {span:<{span_width}}  {match}")
+    if not detections:
+        lines.append("  none")
+    missed = [
+        (label, start, end)
+        for column, (label, start, end) in enumerate(ground_truth)
+        if not any(tiou[row][column] > 0 for row, item in enumerate(detections) if item["label"] == label)
+    ]
+    lines.append(f"Ground truth that no detection of its label overlaps: {'none' if not missed else len(missed)}")
+    lines += [f"  {label}  {start:.1f}-{end:.1f} s" for label, start, end in missed]
+    return "\n".join(lines)
+
+
+def push_quickstart_model(model_dir: str | os.PathLike, hub_model_id: str | None = None) -> str:
+    r"""
+    Upload the quickstart's Hub-ready model folder with [`~zeetad_hf.training.push_folder_to_hub`].
+
+    Args:
+        model_dir (`str` or `os.PathLike`):
+            The model folder, `results["model_dir"]` of [`run_quickstart`] (`<output_dir>/runs/bottleneck`).
+        hub_model_id (`str`, *optional*):
+            Hub repository; defaults to `"zeetad-quickstart-bottleneck"` in your namespace.
+
+    Returns:
+        `str`: the full repository id.
+
+    Raises:
+        `OSError`: naming the folder and the repository, when the upload fails (no network, no token or a rejected
+        one, ...); every local artefact is left as it is, and a second run reuses every stage.
+    """
+    return push_folder_to_hub(model_dir, hub_model_id or MODEL_NAME)
 
 
 def run_quickstart(
@@ -369,7 +473,7 @@ def run_quickstart(
         output_dir (`str` or `os.PathLike`):
             Folder of every artefact.
         fast (`bool`, *optional*, defaults to `False`):
-            Use [`fast_settings`] (about 75 s on 2 CPU cores) instead of the defaults.
+            Use [`fast_settings`] (about 90 s on 2 CPU cores) instead of the defaults.
         force (`bool`, *optional*, defaults to `False`):
             Rebuild every stage even when its cached settings match.
         settings ([`QuickstartSettings`], *optional*):
@@ -377,8 +481,9 @@ def run_quickstart(
         seed (`int`, *optional*):
             Set every seed of the settings to this (see [`with_seed`]): another world, split, CLIP and training.
         push_to_hub (`bool`, *optional*, defaults to `False`):
-            Upload the model folder (`runs/bottleneck/`: model, processor, model card) to the Hub after the run.
-            Needs the `bottleneck` variant. A cached run is uploaded as it is, nothing is rebuilt.
+            Upload the model folder (`runs/bottleneck/`: model, processor, model card) to the Hub after the run, with
+            [`push_quickstart_model`]. Needs the `bottleneck` variant. A cached run is uploaded as it is, nothing is
+            rebuilt.
         hub_model_id (`str`, *optional*):
             Hub repository of the push; defaults to `"zeetad-quickstart-bottleneck"` in your namespace. Only with
             `push_to_hub=True`.
@@ -401,14 +506,16 @@ def run_quickstart(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(settings.num_threads)
     try:
-        return _run_stages(settings, Path(output_dir), force, push_to_hub, hub_model_id)
+        results = _run_stages(settings, Path(output_dir), force)
     finally:
         torch.set_num_threads(previous_threads)
+    # then the Hub: training's upload of the finished folder (no stage is touched, so the cache stays valid)
+    if push_to_hub:
+        results["hub_repo_id"] = push_quickstart_model(results["model_dir"], hub_model_id)
+    return results
 
 
-def _run_stages(
-    settings: QuickstartSettings, output_dir: Path, force: bool, push_to_hub: bool, hub_model_id: str | None
-) -> dict[str, Any]:
+def _run_stages(settings: QuickstartSettings, output_dir: Path, force: bool) -> dict[str, Any]:
     # The stages of `run_quickstart`, in order, each reused when its settings are unchanged.
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: output_dir / name for name in ("world", "clip", "features", "runs")}
@@ -469,10 +576,6 @@ def _run_stages(
     if MODEL_VARIANT in variants:
         results["model_dir"] = str(paths["runs"] / MODEL_VARIANT)
         results["demo"] = detect_on_held_out_video(paths["runs"] / MODEL_VARIANT, paths["world"], unseen, output_dir)
-
-    # then the Hub: training's upload of the finished folder (no stage is touched, so the cache stays valid)
-    if push_to_hub:
-        results["hub_repo_id"] = push_folder_to_hub(results["model_dir"], hub_model_id or MODEL_NAME)
     return results
 
 
@@ -481,6 +584,8 @@ __all__ = [
     "RandomTextZeetad",
     "fast_settings",
     "processor_for_world",
+    "push_quickstart_model",
+    "quickstart_summary",
     "results_table",
     "run_quickstart",
     "with_seed",

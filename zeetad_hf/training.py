@@ -37,7 +37,8 @@ import re
 import shutil
 import sys
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,7 +47,8 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.logging import get_logger
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import LoggerType, broadcast_object_list, set_seed
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -98,6 +100,34 @@ MODEL_INPUT_NAMES = ("input_features", "feature_attention_mask", "clip_features"
 MIXED_PRECISION_MODES = (None, "no", "fp16", "bf16", "fp8")
 # A random crop is redrawn this many times when it keeps no action (ActionFormer redraws too); then the last is used.
 MAX_CROP_TRIALS = 10
+
+
+def check_tracker(report_to: str) -> None:
+    r"""
+    Refuse a tracker that the run could not log to. Accelerate itself skips a tracker whose package is missing with
+    only a debug message, so a run with `--with_tracking` would otherwise record nothing without a word.
+
+    Args:
+        report_to (`str`):
+            An Accelerate tracker name (`tensorboard`, `wandb`, ...), or `all` for every installed one.
+
+    Raises:
+        `ValueError`: if `report_to` is not a tracker name, or if the tracker's package is not installed (naming the
+        install command).
+    """
+    try:
+        tracker = LoggerType(report_to)
+    except ValueError:
+        trackers = [tracker.value for tracker in LoggerType]
+        raise ValueError(f"`--report_to` must be one of {trackers}, got {report_to!r}.") from None
+    if tracker is LoggerType.ALL or tracker in get_available_trackers():
+        return
+    # tensorboard is the tracker this package tests and installs with its `tracking` extra
+    install = 'pip install -e ".[tracking]"' if tracker is LoggerType.TENSORBOARD else f"pip install {report_to}"
+    raise ValueError(
+        f"`--with_tracking --report_to {report_to}` needs the {report_to} package, which is not installed: "
+        f"`{install}`."
+    )
 
 
 @dataclass
@@ -236,6 +266,11 @@ class ZeetadTrainingArguments:
     )
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
 
+    @property
+    def hub_repo_id(self) -> str:
+        """The repository of `push_to_hub`: `hub_model_id`, or the name of `output_dir`."""
+        return self.hub_model_id or os.path.basename(os.path.abspath(self.output_dir))
+
     def __post_init__(self):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
@@ -269,6 +304,9 @@ class ZeetadTrainingArguments:
             raise ValueError(
                 f"`checkpointing_steps` must be a positive integer or 'epoch', got {self.checkpointing_steps!r}."
             )
+        if self.with_tracking:
+            # found before any data is read, not after the Accelerator silently dropped the tracker
+            check_tracker(self.report_to)
 
     @property
     def post_processing_kwargs(self) -> dict[str, Any]:
@@ -739,8 +777,9 @@ def _start_run(
     args: ZeetadTrainingArguments,
 ) -> Accelerator:
     """The run's accelerator (seeded), after the checks that would otherwise fail late: the protocol, every feature
-    file's header, and a writable `output_dir`, which is cleaned of what interrupted saves left in and next to it
-    (see [`~zeetad_hf.file_utils.remove_interrupted_writes`]) and created."""
+    file's header, a writable `output_dir`, which is cleaned of what interrupted saves left in and next to it
+    (see [`~zeetad_hf.file_utils.remove_interrupted_writes`]) and created, and with `push_to_hub` the Hub repository
+    (created now, so that a missing token or network fails before training)."""
     accelerator = Accelerator(
         cpu=args.use_cpu or not has_accelerator(),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -758,6 +797,8 @@ def _start_run(
         if cleaned:
             logger.info(f"Removed what interrupted saves left behind: {cleaned}")
         os.makedirs(args.output_dir, exist_ok=True)
+        if args.push_to_hub:
+            create_hub_repo(args.hub_repo_id, args.hub_private_repo)
     accelerator.wait_for_everyone()
     return accelerator
 
@@ -1112,7 +1153,7 @@ def train(
     predictions = last_predictions if best is None else None
     _save_model(accelerator, model, processor, args.output_dir, predictions, source, write_results)
     if args.push_to_hub and accelerator.is_main_process:
-        push_folder_to_hub(args.output_dir, args.hub_model_id, args.hub_private_repo)
+        push_folder_to_hub(args.output_dir, args.hub_repo_id, args.hub_private_repo)
     if args.debug_data_log:
         _write_debug_log(args, accelerator, debug_log)
     accelerator.wait_for_everyone()
@@ -1522,6 +1563,43 @@ def _write_model_card(card_arguments: Mapping[str, Any], results: Mapping[str, A
     save_model_card(card, folder)
 
 
+@contextmanager
+def _hub_errors_as_oserror(failure: str) -> Iterator[None]:
+    """Turn what a failed Hub request raises into one `OSError` that starts with `failure`."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    # huggingface_hub's own errors (an HTTP error status, no token, offline mode) are `OSError`s, but a connection
+    # that fails (refused, unknown host, timeout) raises its HTTP library's error, which is not. That library is httpx
+    # or httpx2 depending on the huggingface_hub version; `HfHubHTTPError` derives from its base error.
+    try:
+        yield
+    except (OSError, HfHubHTTPError.__bases__[0]) as error:
+        raise OSError(f"{failure} ({type(error).__name__}: {error})") from error
+
+
+def create_hub_repo(repo_id: str, private: bool = False) -> str:
+    r"""
+    Create the Hub repository of a push, or find it if it exists. [`train`] calls it before the first step when
+    `push_to_hub` is set, so that a missing token or network fails at once rather than after training.
+
+    Args:
+        repo_id (`str`):
+            Repository id, with or without the namespace.
+        private (`bool`, *optional*, defaults to `False`):
+            Create the repository as private.
+
+    Returns:
+        `str`: the full repository id.
+
+    Raises:
+        `OSError`: naming the repository, when the Hub cannot be reached or refuses (no token or a rejected one).
+    """
+    from huggingface_hub import HfApi
+
+    with _hub_errors_as_oserror(f"could not create or find the Hub repository {repo_id!r}"):
+        return HfApi().create_repo(repo_id, private=private, exist_ok=True).repo_id
+
+
 def push_folder_to_hub(folder: str | os.PathLike, repo_id: str | None = None, private: bool = False) -> str:
     r"""
     Upload a finished model folder to the Hub (created if needed), without its checkpoints and scratch folders.
@@ -1536,25 +1614,31 @@ def push_folder_to_hub(folder: str | os.PathLike, repo_id: str | None = None, pr
 
     Returns:
         `str`: the full repository id.
+
+    Raises:
+        `OSError`: naming the folder and the repository, when the upload fails (no network, no token or a rejected
+        one, ...); the folder is left as it is.
     """
     from huggingface_hub import HfApi
 
     api = HfApi()
-    repo_id = api.create_repo(
-        repo_id or os.path.basename(os.path.abspath(folder)), private=private, exist_ok=True
-    ).repo_id
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(folder),
-        commit_message="End of training",
-        ignore_patterns=["step_*", "epoch_*", f"{TEMPORARY_PREFIX}*", f"{BEST_MODEL_DIR}/*", f"{DEBUG_DIR}/*"],
-    )
+    repo_id = repo_id or os.path.basename(os.path.abspath(folder))
+    with _hub_errors_as_oserror(f"could not push {folder} to the Hub repository {repo_id!r}; the folder is kept"):
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            commit_message="End of training",
+            ignore_patterns=["step_*", "epoch_*", f"{TEMPORARY_PREFIX}*", f"{BEST_MODEL_DIR}/*", f"{DEBUG_DIR}/*"],
+        )
     return repo_id
 
 
 __all__ = [
     "ZeetadDataCollator",
     "ZeetadTrainingArguments",
+    "check_tracker",
+    "create_hub_repo",
     "encode_class_prompts",
     "find_latest_checkpoint",
     "has_accelerator",
