@@ -15,6 +15,11 @@ else (a missing folder, a corrupt CLIP checkpoint, a broken video, a full disk);
 output folder and the CLIP folder are checked before any video is decoded.
 """
 
+# First, before anything loads torch: `import zeetad_hf` sets the package's thread policy (README "Threads").
+import zeetad_hf  # noqa: F401
+
+
+# isort: split
 import os
 import sys
 from dataclasses import dataclass, field

@@ -1,5 +1,18 @@
 __version__ = "0.2.0.dev0"
 
+import os
+import sys
+
+
+# Thread policy (README "Threads"): OpenMP worker threads sleep when they run out of work instead of spinning. A
+# spinning worker holds a core that a busy neighbour process, or this package's own video-decoding thread, needs;
+# measured on 2 cores, `zeetad detect` at torch's default thread count took 16.4 s idle and 23.8 s beside one busy
+# process with spinning, 13.9 s and 19.3 s with sleeping workers (benchmarks/benchmark_threads.py). libgomp reads the
+# variable once, when torch loads, so this only acts when zeetad_hf is imported first (as by the `zeetad` command and
+# the example scripts); a value already set, e.g. OMP_WAIT_POLICY=ACTIVE, is kept.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from pathlib import Path
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
