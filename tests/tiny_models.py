@@ -67,10 +67,12 @@ def tiny_zeetad_config(tokenizer, **overrides) -> ZeetadConfig:
     return ZeetadConfig(**settings)
 
 
-def save_tiny_clip(folder: Path, tokenizer, **vision_overrides) -> tuple[CLIPModel, Path]:
-    """A random tiny CLIP (text + 32x32 vision tower, 16-d joint space) saved with its tokenizer to `folder`."""
-    vision_config = {**TINY_VISION_CONFIG, **vision_overrides}
-    clip_config = CLIPConfig(text_config=tiny_text_config(tokenizer), vision_config=vision_config, projection_dim=16)
+def save_tiny_clip(folder: Path, tokenizer, projection_dim: int = 16, **vision_overrides) -> tuple[CLIPModel, Path]:
+    """A random tiny CLIP (text + 32x32 vision tower, 16-d joint space unless `projection_dim` says otherwise) saved
+    with its tokenizer to `folder`."""
+    vision_config = {**TINY_VISION_CONFIG, **vision_overrides, "projection_dim": projection_dim}
+    text_config = {**tiny_text_config(tokenizer), "projection_dim": projection_dim}
+    clip_config = CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim)
     clip = CLIPModel(clip_config).eval()
     clip.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
