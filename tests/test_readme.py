@@ -97,14 +97,16 @@ def documented(language: str) -> list[Snippet]:
 def inline_commands() -> list[Snippet]:
     """Commands quoted in backticks in the prose and tables: `zeetad ...`, `python examples/...`, `accelerate ...`."""
     pattern = re.compile(
-        r"`((?:zeetad (?:detect|quickstart)|python (?:examples|benchmarks)/|accelerate launch)[^`]*)`"
+        r"`((?:zeetad (?:detect|quickstart)(?=[\s`])|python (?:examples|benchmarks)/|accelerate launch)[^`]*)`"
     )
-    return [
-        Snippet(document, number, "inline", match[1])
-        for document in DOCUMENTS
-        for number, line in enumerate((ROOT / document).read_text(encoding="utf-8").splitlines(), start=1)
-        for match in pattern.finditer(line)
-    ]
+    commands = []
+    for document in DOCUMENTS:
+        text = (ROOT / document).read_text(encoding="utf-8")
+        # a quoted command may wrap onto the next line of the Markdown source
+        for match in pattern.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            commands.append(Snippet(document, line, "inline", " ".join(match[1].split())))
+    return commands
 
 
 def marks(command: Snippet) -> list:
