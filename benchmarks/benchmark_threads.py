@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from benchmark_pipeline import LABELS, VIT_B16_SHAPE, build_detector, write_video
@@ -30,7 +31,8 @@ BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 CONFIGURATIONS = ("1", "1:PASSIVE", "2", "2:PASSIVE", "auto")
 
 
-def prepare_detect(folder: str, video_seconds: float) -> list[str]:
+def prepare_detect(folder: str, video_seconds: float) -> Callable[[str | None], list[str]]:
+    """The `zeetad detect` command (the thread count comes from the environment)."""
     video = os.path.join(folder, "video.mp4")
     write_video(video, video_seconds, 320, 240)
     _, model, processor = build_detector({**VIT_B16_SHAPE, "num_hidden_layers": 12}, None, 1.0)
@@ -38,15 +40,14 @@ def prepare_detect(folder: str, video_seconds: float) -> list[str]:
     processor.save_pretrained(os.path.join(folder, "model"))
     zeetad = os.path.join(os.path.dirname(sys.executable), "zeetad")
     output = os.path.join(folder, "detections.json")
-    return [zeetad, "detect", video, "--model", os.path.join(folder, "model"), "--labels", ",".join(LABELS)] + [
-        "--output",
-        output,
-        "--no_progress",
-    ]
+    command = [zeetad, "detect", video, "--model", os.path.join(folder, "model"), "--labels", ",".join(LABELS)]
+    return lambda threads: [*command, "--output", output, "--no_progress"]
 
 
-def prepare_train_step(folder: str, video_seconds: float) -> list[str]:
-    return [sys.executable, os.path.join(BENCHMARKS, "benchmark_training_step.py"), "--repeats", "3"]
+def prepare_train_step(folder: str, video_seconds: float) -> Callable[[str | None], list[str]]:
+    """The training-step benchmark, which sets torch's thread count itself: the same number (both cores for "auto")."""
+    script = os.path.join(BENCHMARKS, "benchmark_training_step.py")
+    return lambda threads: [sys.executable, script, "--repeats", "3", "--threads", threads or "2"]
 
 
 @contextmanager
@@ -61,18 +62,15 @@ def neighbour(busy: bool):
             process.wait()
 
 
-def run_once(command: list[str], threads: str | None, wait_policy: str | None) -> float:
+def run_once(command: Callable[[str | None], list[str]], threads: str | None, wait_policy: str | None) -> float:
     env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     if threads is not None:
         env["OMP_NUM_THREADS"] = threads
     if wait_policy is not None:
         env["OMP_WAIT_POLICY"] = wait_policy
-    # the training-step script sets torch's thread count itself: give it the same number (2 = both cores for "auto")
-    if command[-2:] == ["--repeats", "3"]:
-        command = command + ["--threads", threads or "2"]
     start = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command(threads), env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 

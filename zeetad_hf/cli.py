@@ -6,7 +6,6 @@ traceback.
 """
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -408,13 +407,7 @@ def _detect(args: argparse.Namespace) -> None:
 
 
 def _quickstart(args: argparse.Namespace) -> None:
-    from .quickstart import (
-        QuickstartSettings,
-        fast_settings,
-        push_quickstart_model,
-        quickstart_summary,
-        run_quickstart,
-    )
+    from .quickstart import push_quickstart_model, quickstart_summary, run_quickstart
 
     if args.hub_model_id is not None and not args.push_to_hub:
         raise UsageError(
@@ -422,10 +415,9 @@ def _quickstart(args: argparse.Namespace) -> None:
             "--hub_model_id out"
         )
     check_writable_directory(args.output_dir, "--output_dir")
-    settings = fast_settings() if args.fast else QuickstartSettings()
-    if args.num_threads is not None:
-        settings = dataclasses.replace(settings, num_threads=args.num_threads)
-    results = run_quickstart(args.output_dir, settings=settings, seed=args.seed, force=args.force)
+    results = run_quickstart(
+        args.output_dir, fast=args.fast, force=args.force, seed=args.seed, num_threads=args.num_threads
+    )
     print(results["table"])
     print()
     # flushed: a failed push writes its line to stderr, and the results must come first where both streams meet
