@@ -640,6 +640,11 @@ def watch_final_save(process: subprocess.Popen, staging: Path, output_dir: Path,
     """From the moment the final save's folder `staging` appears until the run ends, freeze the run again and again
     and record the output folder's top-level files each time; with `kill_when(staging)` true, SIGKILL it there."""
     deadline = time.monotonic() + 240
+    # a folder an earlier, killed run left behind: the start of this run deletes it, long before its final save
+    while staging.exists():
+        assert process.poll() is None, "the run ended without cleaning up"
+        assert time.monotonic() < deadline, f"{staging}, left behind, was never deleted"
+        time.sleep(0.0005)
     while not staging.exists():
         assert process.poll() is None, "the run ended before its final save"
         assert time.monotonic() < deadline, "the final save never started"

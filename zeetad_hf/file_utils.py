@@ -262,7 +262,8 @@ def check_writable_directory(path: str | os.PathLike, name: str) -> None:
     r"""
     Check that files can be written to the folder `path` before any long work starts, by creating (and at once
     removing) a file there, or, when `path` does not exist yet, in its nearest existing parent folder (where it will
-    be created). Nothing is created or left behind.
+    be created). Nothing is left behind (the probe is named like the other temporary files, so that even a kill at
+    that moment leaves nothing that [`remove_interrupted_writes`] does not delete).
 
     Args:
         path (`str` or `os.PathLike`):
@@ -280,7 +281,7 @@ def check_writable_directory(path: str | os.PathLike, name: str) -> None:
     if not os.path.isdir(existing):
         raise NotADirectoryError(f"{name} {path}: {existing} is a file, not a folder.")
     try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-check-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=f"{TEMPORARY_PREFIX}write-check-"):
             pass
     except OSError as error:
         problem = error.strerror or str(error)
