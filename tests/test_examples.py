@@ -2,7 +2,8 @@
 examples/train.py and examples/evaluate.py: `--help` shows the optional JSON file of flags, which both read;
 `--with_tracking --report_to tensorboard` writes TensorBoard event files, and is refused before any data is read when
 tensorboard is missing. examples/evaluate.py: saved predictions that would score wrong without a word are refused
-with one message naming the file and the problem.
+with one message naming the file and the problem; every split is scored on all evaluation videos and on those holding
+unseen-class ground truth, and `--all_splits` reports mean ± sample std of both (the layout examples/README.md shows).
 """
 
 import importlib.util
@@ -11,6 +12,7 @@ import math
 import os
 import re
 import runpy
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from test_training import script_arguments, subprocess_env, write_tiny_benchmark
 
+from zeetad_hf.evaluation import temporal_action_map
 from zeetad_hf.training import RESULTS_NAME, ZeetadTrainingArguments
 from zeetad_hf.zero_shot_splits import load_zero_shot_split
 
@@ -182,6 +185,152 @@ def test_evaluate_reads_its_flags_from_a_json_file(split_files, tmp_path, monkey
     assert report["tiou_thresholds"] == [0.5, 0.7] and report["num_splits"] == 1
     assert average_map(tmp_path / "out") == 1.0
     assert not (tmp_path / "from_config").exists()
+
+
+# examples/evaluate.py: two video sets, mean ± std over the splits
+
+THUMOS_TIOU_THRESHOLDS = [0.3, 0.4, 0.5, 0.6, 0.7]
+
+
+@pytest.fixture
+def ten_split_files(tmp_path):
+    """One THUMOS14 test video per class (action at 5-9 s) and, per split, detections in which only some are wrong.
+
+    Split k: an exact detection (score 0.9) on the video of each unseen class; `k % 3` confident (0.95) detections of
+    the first unseen class on videos of seen classes, which hold no unseen ground truth; for odd k, a confident
+    detection of the second unseen class at 20-25 s of its own video (tIoU 0). Returns the annotation file, the
+    predictions path pattern and the per-split detections.
+    """
+    seen, unseen = load_zero_shot_split("thumos14", "75_25", 0)
+    classes = sorted(seen + unseen)
+    database = {
+        f"video_test_{index}": {
+            "subset": "Test",
+            "duration": 30.0,
+            "annotations": [{"label": name, "segment": [5.0, 9.0]}],
+        }
+        for index, name in enumerate(classes)
+    }
+    # a video outside the evaluation subset, which neither video set scores
+    database["video_validation_0"] = {
+        "subset": "Validation",
+        "duration": 30.0,
+        "annotations": [{"label": classes[0], "segment": [1.0, 2.0]}],
+    }
+    annotations = tmp_path / "thumos14.json"
+    annotations.write_text(json.dumps({"database": database}))
+    video_of = {name: f"video_test_{index}" for index, name in enumerate(classes)}
+    detections = {}
+    for split in range(10):
+        _, split_unseen = load_zero_shot_split("thumos14", "75_25", split)
+        results = {video_of[name]: [{"label": name, "score": 0.9, "segment": [5.0, 9.0]}] for name in split_unseen}
+        seen_videos = [video_of[name] for name in classes if name not in split_unseen]
+        for video_id in seen_videos[: split % 3]:
+            results[video_id] = [{"label": split_unseen[0], "score": 0.95, "segment": [5.0, 9.0]}]
+        if split % 2:
+            results[video_of[split_unseen[1]]].append(
+                {"label": split_unseen[1], "score": 0.95, "segment": [20.0, 25.0]}
+            )
+        (tmp_path / f"predictions_{split}.json").write_text(json.dumps({"results": results}))
+        detections[split] = results
+    return annotations, tmp_path / "predictions_{split}.json", detections
+
+
+def expected_average_precisions(split: int) -> tuple[float, float]:
+    """Hand-computed mAP of split k at every threshold, on all test videos and on those with unseen ground truth.
+
+    Each unseen class has one instance. First class: `k % 3` false positives ranked above its true positive, so AP
+    = 1 / (k % 3 + 1) on all videos, 1 without the seen-class videos. Second class, odd k: one false positive above
+    the true positive on its own video, AP 1/2 on both sets. The three other classes: AP 1.
+    """
+    second = 0.5 if split % 2 else 1.0
+    return (3 + 1 / (split % 3 + 1) + second) / 5, (4 + second) / 5
+
+
+def test_evaluate_scores_all_videos_and_the_videos_with_unseen_ground_truth(ten_split_files, tmp_path, monkeypatch):
+    annotations, predictions, detections = ten_split_files
+    run_evaluate(monkeypatch, annotations, str(predictions).format(split=2), tmp_path / "out", "--split", "2")
+    report = json.loads((tmp_path / "out" / "evaluation_results.json").read_text())
+    all_videos, with_unseen = report["splits"]["2"], report["videos_with_unseen_ground_truth"]["splits"]["2"]
+    # split 2: two false positives on seen-class videos -> AP 1/3 for the first class on all videos only
+    assert all_videos["mAP"] == pytest.approx([(4 + 1 / 3) / 5] * 5)
+    assert with_unseen["mAP"] == [1.0] * 5
+    assert (all_videos["num_videos"], with_unseen["num_videos"]) == (20, 5)
+    # the second set is what the evaluator gives on the hand-restricted ground truth and detections
+    _, unseen = load_zero_shot_split("thumos14", "75_25", 2)
+    database = json.loads(annotations.read_text())["database"]
+    kept = {
+        video_id
+        for video_id, video in database.items()
+        if video["subset"] == "Test" and any(annotation["label"] in unseen for annotation in video["annotations"])
+    }
+    restricted = temporal_action_map(
+        {"database": {video_id: database[video_id] for video_id in kept}},
+        {"results": {video_id: items for video_id, items in detections[2].items() if video_id in kept}},
+        THUMOS_TIOU_THRESHOLDS,
+    )
+    assert with_unseen["mAP"] == restricted["mAP"] and with_unseen["per_class_ap"] == restricted["per_class_ap"]
+    # one split: no mean or std, and the table says which video set each row is
+    assert report["mean"] is report["std"] is None and report["num_splits"] == 1
+    assert report["videos_with_unseen_ground_truth"]["mean"] is None
+    table = (tmp_path / "out" / "evaluation_results.md").read_text().splitlines()
+    assert "mean ± std" not in table[0]
+    assert table[2:] == [
+        "| split | video set | #videos | mAP@0.3 | mAP@0.4 | mAP@0.5 | mAP@0.6 | mAP@0.7 | average |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| 2 | all | 20 | " + " | ".join(["86.67"] * 6) + " |",
+        "| 2 | with unseen GT | 5 | " + " | ".join(["100.00"] * 6) + " |",
+    ]
+
+
+def test_evaluate_all_splits_reports_mean_and_sample_std_of_both_video_sets(
+    ten_split_files, tmp_path, monkeypatch, capsys
+):
+    annotations, predictions, _ = ten_split_files
+    run_evaluate(monkeypatch, annotations, predictions, tmp_path / "out", "--all_splits")
+    printed = capsys.readouterr().out.splitlines()
+    report = json.loads((tmp_path / "out" / "evaluation_results.json").read_text())
+    table = (tmp_path / "out" / "evaluation_results.md").read_text().splitlines()
+    expected = [expected_average_precisions(split) for split in range(10)]
+    assert report["num_splits"] == 10 and report["std_ddof"] == 1
+    for index, (key, block) in enumerate(
+        [("all", report), ("with unseen GT", report["videos_with_unseen_ground_truth"])]
+    ):
+        values = [pair[index] for pair in expected]
+        assert [block["splits"][str(split)]["average_mAP"] for split in range(10)] == pytest.approx(values)
+        mean, std = statistics.mean(values), statistics.stdev(values)
+        # the same at every threshold: the detections are exact
+        for statistic, value in (("mean", mean), ("std", std)):
+            assert block[statistic]["mAP"] == pytest.approx([value] * 5)
+            assert block[statistic]["average_mAP"] == pytest.approx(value)
+        row = f"| mean ± std | {key} |  | " + " | ".join([f"{100 * mean:.2f} ± {100 * std:.2f}"] * 6) + " |"
+        assert row in printed and row in table
+    # the video sets differ where there are detections on videos without unseen ground truth (splits with k % 3 > 0)
+    differ = [
+        split
+        for split in range(10)
+        if report["splits"][str(split)]["mAP"]
+        != report["videos_with_unseen_ground_truth"]["splits"][str(split)]["mAP"]
+    ]
+    assert differ == [split for split in range(10) if split % 3]
+    assert report["mean"]["average_mAP"] < report["videos_with_unseen_ground_truth"]["mean"]["average_mAP"]
+    # caption, blank line, header, rule, 2 rows per split, 2 rows of mean ± std; printed as written
+    assert "sample standard deviation (ddof 1)" in table[0] and len(table) == 4 + 2 * 10 + 2
+    assert printed[-len(table) :] == table
+
+
+def test_the_readme_sample_of_the_table_is_what_evaluate_prints(ten_split_files, tmp_path, monkeypatch, capsys):
+    # examples/README.md shows the table of the test above (without its caption), the rows of splits 2-8 left out
+    annotations, predictions, _ = ten_split_files
+    run_evaluate(monkeypatch, annotations, predictions, tmp_path / "out", "--all_splits")
+    printed = capsys.readouterr().out.splitlines()
+    readme = (EXAMPLES / "README.md").read_text(encoding="utf-8")
+    sample = re.search(r"tests/test_examples\.py[^`]*\n\n```\n(.*?)```", readme, flags=re.DOTALL)[1].splitlines()
+    elided = [index for index, line in enumerate(sample) if line.startswith("| … |")]
+    assert len(elided) == 1
+    before, after = sample[: elided[0]], sample[elided[0] + 1 :]
+    header = printed.index(before[0])
+    assert printed[header : header + len(before)] == before and printed[-len(after) :] == after
 
 
 # ---------------------------------------------------------------------------------------------------------------------

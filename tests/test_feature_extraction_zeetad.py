@@ -216,6 +216,8 @@ def test_temporal_windows_overrides_and_validation():
         ("max_units", 0, "max_units"),
         ("window_overlap", 1.5, "window_overlap"),
         ("window_overlap", "0.5", "`window_overlap` must be a number in"),
+        ("fixed_num_units", 0, "`fixed_num_units` must be a positive integer or None, got 0"),
+        ("fixed_num_units", 19.5, "`fixed_num_units` must be a positive integer or None, got 19.5"),
     ],
 )
 def test_invalid_fields_raise(field, value, message):
@@ -225,7 +227,11 @@ def test_invalid_fields_raise(field, value, message):
 
 def test_save_and_auto_feature_extractor_round_trip(tmp_path):
     extractor = ZeetadFeatureExtractor(
-        sampling_fps=2.5, size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, max_units=64
+        sampling_fps=2.5,
+        size={"shortest_edge": 32},
+        crop_size={"height": 32, "width": 32},
+        max_units=64,
+        fixed_num_units=100,
     )
     extractor.save_pretrained(tmp_path)
     ZeetadConfig().save_pretrained(tmp_path)
@@ -233,3 +239,52 @@ def test_save_and_auto_feature_extractor_round_trip(tmp_path):
         reloaded = loader.from_pretrained(tmp_path)
         assert isinstance(reloaded, ZeetadFeatureExtractor)
         assert reloaded.to_dict() == extractor.to_dict()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Fixed-length resizing
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "num_units, stride, window, fps",
+    [(137, 16.0, 16.0, 15.0), (250, 4.0, 16.0, 29.97), (9, 1.0, 1.0, 2.0)],
+    ids=["tsp", "i3d", "short"],
+)
+@pytest.mark.parametrize("fixed_num_units", [50, 192])
+def test_fixed_length_units_sample_the_features_at_their_centre_times(num_units, stride, window, fps, fixed_num_units):
+    # features linear in time: [t, 2t + 1] at each unit's centre t = (i * stride + window / 2) / fps
+    old_centers = (np.arange(num_units) * stride + window / 2) / fps
+    features = torch.tensor(np.stack([old_centers, 2 * old_centers + 1], axis=1), dtype=torch.float32)
+    timing = {"fps": fps, "feature_stride": stride, "window_size": window, "duration": 123.0}
+    extractor = ZeetadFeatureExtractor(fixed_num_units=fixed_num_units)
+    resized, clip, new_timing = extractor.resize_to_fixed_units(features, None, timing)
+    # the new units tile the frames the old ones cover, [0, (T - 1) * stride + window]
+    unit = ((num_units - 1) * stride + window) / fixed_num_units
+    assert new_timing == {"fps": fps, "feature_stride": unit, "window_size": unit, "duration": 123.0}
+    assert resized.shape == (fixed_num_units, 2) and clip is None
+    new_centers = (np.arange(fixed_num_units) + 0.5) * unit / fps
+    expected = np.stack([new_centers, 2 * new_centers + 1], axis=1)
+    inside = (new_centers >= old_centers[0]) & (new_centers <= old_centers[-1])
+    np.testing.assert_allclose(resized[inside].numpy(), expected[inside], rtol=1e-5, atol=1e-4)
+    # beyond the first and last old centres the end values are held
+    before, after = new_centers < old_centers[0], new_centers > old_centers[-1]
+    np.testing.assert_array_equal(resized[before].numpy(), np.repeat(features[:1].numpy(), before.sum(), axis=0))
+    np.testing.assert_array_equal(resized[after].numpy(), np.repeat(features[-1:].numpy(), after.sum(), axis=0))
+
+
+def test_fixed_length_resizing_with_equal_stride_and_window_is_actionformers_interpolation():
+    features = torch.randn(137, 8)
+    timing = {"fps": 15.0, "feature_stride": 16.0, "window_size": 16.0}
+    resized, clip, _ = ZeetadFeatureExtractor(fixed_num_units=192).resize_to_fixed_units(features, features, timing)
+    reference = F.interpolate(features.T[None], size=192, mode="linear", align_corners=False)[0].T
+    # float32 rounding of the interpolation weights apart
+    torch.testing.assert_close(resized, reference, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(clip, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_without_a_fixed_length_nothing_is_resized():
+    features = torch.randn(37, 4)
+    timing = {"fps": 15.0, "feature_stride": 16.0, "window_size": 16.0}
+    resized, clip, new_timing = ZeetadFeatureExtractor().resize_to_fixed_units(features, None, timing)
+    assert resized is features and clip is None and new_timing == timing

@@ -274,6 +274,21 @@ def test_windows_merge_into_one_detection_per_action_with_exact_times(make_confi
     ]
 
 
+def test_a_fixed_length_processor_resizes_the_video_and_times_stay_seconds(make_config, tokenizer):
+    model = ZeetadForTemporalActionDetection(make_config(localization_feature_dim=None)).eval()
+    processor = ZeetadProcessor(ZeetadFeatureExtractor(fixed_num_units=50), tokenizer)
+    detector = pipeline(TASK, model=model, processor=processor)
+    # actions in units of the resized video: 250 units at 2 per second become 50 units of 2.5 s
+    window_lengths = install_fake_detector(model, [(0, 9, 11), (1, 40, 44)])
+    features = {"clip_features": torch.zeros(250, 16), "fps": 2.0, "feature_stride": 1, "window_size": 1}
+    detections = detector(features, candidate_labels=LABELS, threshold=0.5)
+    assert window_lengths == [50]
+    assert [(detection["label"], detection["segment"]) for detection in detections] == [
+        ("jumping", {"start": pytest.approx(22.5, abs=1e-4), "end": pytest.approx(27.5, abs=1e-4)}),
+        ("diving", {"start": pytest.approx(100.0, abs=1e-4), "end": pytest.approx(110.0, abs=1e-4)}),
+    ]
+
+
 @pytest.mark.parametrize("fps", [24, Fraction(30000, 1001)], ids=["24", "29.97"])
 def test_windowed_video_times_are_seconds_of_the_source(checkpoint, tmp_path, fps):
     num_frames = round(12 * fps)

@@ -7,6 +7,8 @@ import torch
 
 from zeetad_hf import ZeetadForTemporalActionDetection, post_process_temporal_action_detection
 from zeetad_hf.modeling_zeetad import ZeetadTemporalActionDetectionOutput
+from zeetad_hf.pipeline_zeetad import merge_window_outputs
+from zeetad_hf.post_processing_zeetad import video_level_class_scores
 
 
 THUMOS_TIMING = {"fps": 30.0, "feature_stride": 4, "window_size": 16}
@@ -118,3 +120,99 @@ def test_bad_arguments_raise(kwargs, message):
     arguments = {"video_metadata": [THUMOS_TIMING], **kwargs}
     with pytest.raises(ValueError, match=message):
         post_process_temporal_action_detection(outputs, **arguments)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Video-level fusion
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def fusion_outputs():
+    """Two videos, 3 classes with orthogonal embeddings; video 0's units lean to class "a" (4 valid units, 2 padded),
+    video 1's to class "c" (both close to "b"). Two queries per video, each sure of its own class (probability 0.8)."""
+    text_embeds = torch.eye(3, 4)
+    unit_embeds = torch.zeros(2, 6, 4)
+    unit_embeds[0, :4] = torch.tensor([[0.72, 0.69, 0, 0]] * 3 + [[0.69, 0.72, 0, 0]])
+    unit_embeds[0, 4:] = torch.tensor([0, 0, 5.0, 0])  # padding: must not count
+    unit_embeds[1] = torch.tensor([[0, 0.69, 0.72, 0]] * 6)
+    class_probabilities = torch.tensor([[[0.8, 0, 0], [0, 0.8, 0]], [[0, 0.8, 0], [0, 0, 0.8]]])
+    return ZeetadTemporalActionDetectionOutput(
+        logits=class_probabilities.logit(eps=1e-6),
+        class_probabilities=class_probabilities,
+        actionness_logits=torch.full((2, 2), 5.0),
+        pred_segments=torch.tensor([[[0.25, 0.2], [0.75, 0.2]]] * 2),
+        feature_lengths=torch.tensor([4, 6]),
+        unit_embeds=unit_embeds,
+        text_embeds=text_embeds,
+    )
+
+
+def expected_video_scores() -> list[list[float]]:
+    """By hand: the mean valid unit embedding, normalised, times 100, softmax over the 3 classes."""
+    means = [[(0.72 * 3 + 0.69) / 4, (0.69 * 3 + 0.72) / 4, 0.0], [0.0, 0.69, 0.72]]
+    scores = []
+    for mean in means:
+        norm = math.sqrt(sum(value * value for value in mean))
+        exponentials = [math.exp(100 * value / norm) for value in mean]
+        scores.append([value / sum(exponentials) for value in exponentials])
+    return scores
+
+
+def test_video_level_class_scores_are_clip_zero_shot_scores_of_the_mean_unit_embedding():
+    scores = video_level_class_scores(fusion_outputs())
+    torch.testing.assert_close(scores, torch.tensor(expected_video_scores()), rtol=1e-5, atol=1e-7)
+
+
+def test_video_level_fusion_keeps_the_top_classes_and_multiplies_their_scores():
+    timing = [{"fps": 1.0, "feature_stride": 1, "window_size": 1}] * 2
+    labels = ["a", "b", "c"]
+
+    def detect(**kwargs) -> list[dict[str, float]]:
+        # detections scoring above 0 (the classes a query is not sure of score 0): {label: score} per video
+        results = post_process_temporal_action_detection(
+            fusion_outputs(), timing, text_labels=labels, threshold=1e-9, **kwargs
+        )
+        return [dict(zip(video["text_labels"], video["scores"].tolist())) for video in results]
+
+    expected = expected_video_scores()
+    assert 0.5 < expected[0][0] < 0.99 and 0.5 < expected[1][2] < 0.99  # "a" leads video 0, "c" video 1
+    assert detect() == [
+        {"a": pytest.approx(0.8), "b": pytest.approx(0.8)},
+        {"b": pytest.approx(0.8), "c": pytest.approx(0.8)},
+    ]
+    # top 1: only the video's best class is detected, its score times its video-level score
+    assert detect(video_fusion_top_k=1) == [
+        {"a": pytest.approx(0.8 * expected[0][0], rel=1e-5)},
+        {"c": pytest.approx(0.8 * expected[1][2], rel=1e-5)},
+    ]
+    # top 3 (every candidate): every detection stays, scaled by its class's video-level score
+    assert detect(video_fusion_top_k=3) == [
+        {label: pytest.approx(0.8 * video[labels.index(label)], rel=1e-5) for label in found}
+        for video, found in zip(expected, (["a", "b"], ["b", "c"]))
+    ]
+    with pytest.raises(ValueError, match="`video_fusion_top_k` must be a positive integer or None, got 0"):
+        post_process_temporal_action_detection(fusion_outputs(), timing, video_fusion_top_k=0)
+
+
+def test_merged_windows_take_each_unit_embedding_from_the_window_that_owns_it():
+    windows = [(0, 40), (30, 70), (60, 100)]  # cores split at units 35 and 65
+    window_outputs = []
+    for index, (start, end) in enumerate(windows):
+        # dim 0: the window's index; dim 1: the unit's index in the whole video
+        unit_embeds = torch.stack([torch.full((end - start,), float(index)), torch.arange(start, end).float()], -1)
+        window_outputs.append(
+            {
+                "logits": torch.zeros(1, 1, 2),
+                "class_probabilities": torch.zeros(1, 1, 2),
+                "actionness_logits": torch.zeros(1, 1),
+                "pred_segments": torch.tensor([[[0.5, 0.1]]]),
+                "feature_lengths": torch.tensor([end - start]),
+                "unit_embeds": unit_embeds[None],
+                "text_embeds": torch.eye(2),
+            }
+        )
+    merged = merge_window_outputs(window_outputs, windows, 100)
+    assert merged.unit_embeds.shape == (1, 100, 2)
+    assert merged.unit_embeds[0, :, 1].tolist() == list(range(100))
+    assert merged.unit_embeds[0, :, 0].tolist() == [0.0] * 35 + [1.0] * 30 + [2.0] * 35
+    assert torch.equal(merged.text_embeds, torch.eye(2))

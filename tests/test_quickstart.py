@@ -70,6 +70,12 @@ def test_fast_quickstart_beats_chance(quickstart_fast_run):
     for variant, head in (("bottleneck", "sigmoid"), ("bottleneck_softmax", "softmax")):
         assert saved["variants"][variant]["classification_head"] == head
         assert saved["variants"][variant]["eval_unseen_average_mAP"] > chance, variant
+    # the default model under video-level fusion too: the table says which number is which protocol
+    fusion = saved["video_level_fusion"]
+    assert fusion["variant"] == "bottleneck" and fusion["protocol"] == "video-level fusion"
+    assert 0.0 <= fusion["eval_unseen_average_mAP"] <= 1.0
+    assert saved["table"].startswith("Protocol: strict")
+    assert f"unseen mAP, all videos {100 * fusion['eval_unseen_average_mAP']:.1f}" in saved["table"].splitlines()[-1]
     # the table is printed first, and is what results.md holds
     assert quickstart_fast_run.stdout.startswith(saved["table"] + "\n\n")
     assert (output_dir / "results.md").read_text() == saved["table"] + "\n"
@@ -120,9 +126,16 @@ def test_model_folder_has_a_card_with_the_measured_results(quickstart_fast_run):
     assert card.data.base_model is None and not re.search(r"paper reports \d", card.text)
 
 
+def printed_summary(run) -> str:
+    """What the command printed after its table (results.md) and the blank line after it."""
+    table = read_json(run.output_dir / "results.json")["table"]
+    assert run.stdout.startswith(table + "\n\n")
+    return run.stdout[len(table) + 2 :]
+
+
 def test_summary_names_every_artefact_and_the_held_out_video(quickstart_fast_run):
     output_dir = quickstart_fast_run.output_dir
-    summary = quickstart_fast_run.stdout.split("\n\n", 1)[1]
+    summary = printed_summary(quickstart_fast_run)
     artefacts = re.findall(r"^  (\S+)  ", summary.split("\n\n")[0], flags=re.MULTILINE)
     expected = ["world/", "clip/", "features/", "runs/<variant>/", "runs/bottleneck/", "results.json", "results.md"]
     expected += ["detections.json", "timeline.png"]
@@ -152,7 +165,7 @@ def tiou(first: tuple[float, float], second: tuple[float, float]) -> float:
 def test_summary_sets_each_detection_beside_its_ground_truth(quickstart_fast_run):
     demo = read_json(quickstart_fast_run.output_dir / "detections.json")
     detections, ground_truth = demo["detections"], demo["ground_truth"]
-    summary = quickstart_fast_run.stdout.split("\n\n", 2)[2]
+    summary = printed_summary(quickstart_fast_run).split("\n\n", 1)[1]
     printed = re.findall(
         r"^  (\d\.\d{3})  (.+?) +(\d+\.\d)-(\d+\.\d) s +(no ground truth .+|ground truth .+)$",
         summary,

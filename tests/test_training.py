@@ -24,7 +24,10 @@ from zeetad_hf import (
     ZeetadFeatureExtractor,
     ZeetadForTemporalActionDetection,
     ZeetadProcessor,
+    ZeetadTemporalActionDetectionOutput,
     build_clip_tokenizer,
+    normalized_segments_to_seconds,
+    post_process_temporal_action_detection,
     seconds_to_normalized_segments,
 )
 from zeetad_hf.data import VIDEO_FEATURES
@@ -189,6 +192,42 @@ def test_collate_refuses_labels_outside_the_prompts(tmp_path):
     ZeetadDataCollator()([row])  # evaluation batches carry no labels: nothing to refuse
 
 
+@pytest.mark.parametrize("fixed_num_units", [50, 300])  # fewer and more units than the video's 137
+def test_fixed_length_videos_round_trip_segments_to_the_same_seconds(tmp_path, fixed_num_units):
+    # ActivityNet TSP timing: 16-frame snippets every 16 frames at 15 fps; 137 units = 146.1 s of video
+    annotations = [("jumping", 0.0, 3.3), ("running", 20.25, 47.5), ("swimming", 101.0, 146.0)]
+    row = video_row(tmp_path, "anet", 137, annotations, clip_units=70, fps=15.0, feature_stride=16.0, window_size=16.0)
+    extractor = ZeetadFeatureExtractor(fixed_num_units=fixed_num_units)
+    batch = ZeetadDataCollator(SEEN, feature_extractor=extractor)([row])
+    assert batch["input_features"].shape == (1, fixed_num_units, LOCALIZATION_DIM)
+    assert batch["clip_features"].shape == (1, fixed_num_units, CLIP_DIM)
+    metadata = batch["video_metadata"][0]
+    assert metadata["feature_stride"] == metadata["window_size"] == 137 * 16.0 / fixed_num_units
+    # the training targets, taken as the model's answer, come back as the annotated seconds
+    labels = batch["labels"][0]
+    num_targets = len(labels["class_labels"])
+    class_probabilities = torch.nn.functional.one_hot(labels["class_labels"], len(SEEN)).float()[None] * 0.9
+    outputs = ZeetadTemporalActionDetectionOutput(
+        logits=class_probabilities.logit(eps=1e-6),
+        class_probabilities=class_probabilities,
+        actionness_logits=torch.full((1, num_targets), 8.0),
+        pred_segments=labels["segments"][None],
+        feature_lengths=batch["feature_attention_mask"].sum(-1),
+    )
+    (detections,) = post_process_temporal_action_detection(outputs, batch["video_metadata"], text_labels=SEEN)
+    found = sorted(zip(detections["text_labels"], detections["segments"].tolist()), key=lambda item: item[1])
+    assert [label for label, _ in found] == [label for label, _, _ in annotations]
+    # float32 targets: a few microseconds of rounding on a 146 s video
+    np.testing.assert_allclose([segment for _, segment in found], [[s, e] for _, s, e in annotations], atol=1e-4)
+    # in float64 the package's conversions invert each other exactly on the new grid
+    seconds = torch.tensor([[start, end] for _, start, end in annotations], dtype=torch.float64)
+    timing = {key: metadata[key] for key in ("fps", "feature_stride", "window_size")}
+    normalized = seconds_to_normalized_segments(seconds, fixed_num_units, **timing)
+    torch.testing.assert_close(
+        normalized_segments_to_seconds(normalized, fixed_num_units, **timing), seconds, rtol=0, atol=1e-12
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Training in process
 # ---------------------------------------------------------------------------------------------------------------------
@@ -224,6 +263,7 @@ def test_tiny_training_run_writes_model_and_results(tmp_path, tokenizer, fresh_a
         assert set(record["eval_unseen"]["per_class_ap"]) == set(UNSEEN)
         assert 0.0 <= record["eval_unseen"]["average_mAP"] <= 1.0
     assert on_disk["model_selection"] == "last_epoch" and on_disk["selected_epoch"] == 1
+    assert on_disk["protocol"] == "strict" and on_disk["video_fusion_top_k"] is None
     assert on_disk["eval_unseen_average_mAP"] == on_disk["epochs"][1]["eval_unseen"]["average_mAP"]
     # 6 videos / 2 per batch = 3 steps per epoch; step checkpoints every 2 steps (step_6 after the epoch-1 evaluation).
     assert sorted(name for name in os.listdir(run) if name.startswith("step_")) == ["step_2", "step_4", "step_6"]
@@ -233,7 +273,9 @@ def test_tiny_training_run_writes_model_and_results(tmp_path, tokenizer, fresh_a
     for name, tensor in reloaded.state_dict().items():
         torch.testing.assert_close(tensor, model.state_dict()[name], rtol=0, atol=0)
     ZeetadProcessor.from_pretrained(run)
-    predictions = json.loads((run / "eval_predictions.json").read_text())["results"]
+    submission = json.loads((run / "eval_predictions.json").read_text())
+    assert submission["protocol"] == "strict"
+    predictions = submission["results"]
     assert set(predictions) == {"eval_0", "eval_1", "eval_2"}
     assert {item["label"] for video in predictions.values() for item in video} <= set(UNSEEN)
 
@@ -247,11 +289,17 @@ def test_heldout_selection_and_windowed_evaluation(tmp_path, tokenizer, fresh_ac
         num_train_epochs=3,
         learning_rate=1e-3,
         heldout_percentage=30.0,  # ceil(0.3 * 6) = 2 training videos select the epoch, on the seen classes
-        eval_max_units=16,  # the 36-38-unit evaluation videos run as 3 overlapping windows
+        fixed_num_units=30,  # every video resized to 30 units (the training videos have 40, the evaluation 36-38)
+        eval_max_units=16,  # the 30 units run as 3 overlapping windows
+        eval_window_overlap=0.5,
+        video_fusion_top_k=1,  # one class per evaluation video, scaled by its video-level score
         use_cpu=True,
     )
     results = train(model, processor, train_dataset, eval_dataset, SEEN, UNSEEN, args)
     run = tmp_path / "run"
+    # the saved processor sizes videos as training and evaluation did, for the pipeline and examples/evaluate.py
+    saved = ZeetadProcessor.from_pretrained(run).feature_extractor
+    assert (saved.fixed_num_units, saved.max_units, saved.window_overlap) == (30, 16, 0.5)
     heldout = [record["heldout_seen"]["average_mAP"] for record in results["epochs"]]
     assert results["model_selection"] == "heldout_seen_average_mAP"
     assert results["selected_epoch"] == int(np.argmax(heldout))  # first best epoch
@@ -261,8 +309,12 @@ def test_heldout_selection_and_windowed_evaluation(tmp_path, tokenizer, fresh_ac
     # The published model is the selected epoch's, with that epoch's predictions.
     for name in ("model.safetensors", "eval_predictions.json"):
         assert (run / name).read_bytes() == (run / "best_model" / name).read_bytes()
-    predictions = json.loads((run / "eval_predictions.json").read_text())["results"]
+    assert results["protocol"] == "video-level fusion" and results["video_fusion_top_k"] == 1
+    submission = json.loads((run / "eval_predictions.json").read_text())
+    assert submission["protocol"] == "video-level fusion"
+    predictions = submission["results"]
     assert set(predictions) == {"eval_0", "eval_1"}
+    assert all(len({item["label"] for item in video}) <= 1 for video in predictions.values())
     segments = [item["segment"] for video in predictions.values() for item in video]
     assert segments and max(end for _, end in segments) <= eval_dataset[1]["duration"] + 1e-6
 
@@ -547,6 +599,7 @@ def test_training_script_fills_the_model_card_from_its_results(reference_run):
     results = json.loads((reference_run / RESULTS_NAME).read_text())
     card = ModelCard.load(reference_run / "README.md")
     assert card.data.library_name == "transformers"
+    assert results["protocol"] == "strict" and "Protocol: **strict**" in card.text
     metrics = {
         metric["name"]: metric["value"] for metric in card.data.to_dict()["model-index"][0]["results"][0]["metrics"]
     }
@@ -886,9 +939,10 @@ def test_evaluate_averages_the_ten_splits(tmp_path, monkeypatch):
     assert [report["splits"][str(split)]["average_mAP"] for split in range(10)] == [1.0] * 3 + [0.0] + [1.0] * 6
     assert report["mean"]["average_mAP"] == pytest.approx(0.9)
     table = (tmp_path / "out" / "evaluation_results.md").read_text().splitlines()
-    assert table[0] == "| split | mAP@0.3 | mAP@0.4 | mAP@0.5 | mAP@0.6 | mAP@0.7 | average |"
-    assert len(table) == 2 + 10 + 1
-    assert table[-1] == "| mean | 90.00 | 90.00 | 90.00 | 90.00 | 90.00 | 90.00 |"
+    assert table[2] == "| split | video set | #videos | mAP@0.3 | mAP@0.4 | mAP@0.5 | mAP@0.6 | mAP@0.7 | average |"
+    assert len(table) == 4 + 2 * 10 + 2
+    # std: sample standard deviation of nine 1s and one 0
+    assert table[-2] == "| mean ± std | all |  | " + " | ".join(["90.00 ± 31.62"] * 6) + " |"
 
 
 def test_mixed_precision_comes_from_the_launcher_unless_given(

@@ -33,7 +33,7 @@ from .modeling_zeetad import (
 from .offline_tokenizer import build_clip_tokenizer
 from .pipeline_zeetad import NoDefaultModel, ZeroShotTemporalActionDetectionPipeline
 from .post_processing_zeetad import post_process_temporal_action_detection
-from .processing_zeetad import ZeetadProcessor
+from .processing_zeetad import VIDEO_PROMPT_TEMPLATES, ZeetadProcessor, normalize_class_name
 from .segment_utils import batched_nms, grid_to_seconds, normalized_segments_to_seconds, seconds_to_normalized_segments
 from .video_utils import VideoFrameSampler, VideoInfo, probe_video
 from .visualization import plot_timeline
@@ -57,6 +57,7 @@ PIPELINE_REGISTRY.register_pipeline(
 
 __all__ = [
     "TEMPORAL_ACTION_MAP_METRIC",
+    "VIDEO_PROMPT_TEMPLATES",
     "VideoFrameSampler",
     "VideoInfo",
     "ZeetadConfig",
@@ -74,6 +75,7 @@ __all__ = [
     "export_for_remote_code",
     "grid_to_seconds",
     "load_zero_shot_split",
+    "normalize_class_name",
     "normalized_segments_to_seconds",
     "plot_timeline",
     "post_process_temporal_action_detection",

@@ -1217,6 +1217,7 @@ def load_benchmark_ground_truth(
     video_info: str | os.PathLike | None = None,
     *,
     duplicate_videos: Literal["error", "keep_last"] = "error",
+    subset: str | None = None,
 ) -> dict[str, Any]:
     r"""
     The evaluation ground truth of a benchmark straight from its annotation file, as the official evaluator reads it.
@@ -1235,14 +1236,17 @@ def load_benchmark_ground_truth(
         duplicate_videos (`str`, *optional*, defaults to `"error"`):
             `"error"` raises a `ValueError` naming the video ids that occur more than once in a file (only the last
             entry of each would be kept); `"keep_last"` keeps the last entry of each and logs their count.
+        subset (`str`, *optional*):
+            Read this subset instead of the evaluation one (e.g. the training subset, `"Validation"` or
+            `"training"`).
 
     Returns:
         `dict[str, Any]`: `{"database": {video_id: {"subset", "duration", "annotations": [{"label", "segment"}]}}}`
-        with the videos of the evaluation subset only.
+        with the videos of the evaluation subset (or `subset`) only.
     """
     if dataset not in BENCHMARKS:
         raise ValueError(f"`dataset` must be one of {sorted(BENCHMARKS)}, got {dataset!r}.")
-    eval_subset = BENCHMARKS[dataset][1]
+    eval_subset = BENCHMARKS[dataset][1] if subset is None else subset
     if dataset == "thumos14":
         videos = _read_database(annotations, duplicate_videos)
     elif video_info is None:

@@ -817,6 +817,34 @@ def score_predictions(
     return metrics
 
 
+def restrict_to_videos_with_ground_truth(
+    ground_truth: Mapping[str, Any], results: Mapping[str, list]
+) -> tuple[dict[str, Any], dict[str, list]]:
+    r"""
+    Keep the videos of `ground_truth` that hold at least one annotation, and the detections of `results` on them.
+
+    Applied to ground truth already restricted to a split's unseen classes
+    ([`~zeetad_hf.zero_shot_splits.restrict_ground_truth`]), this selects the "videos with unseen-class ground truth"
+    that some papers score instead of every evaluation video: detections on the other videos are left out instead of
+    counting as false positives. The class set, and so each class's number of ground-truth instances, is unchanged;
+    only false positives are removed, so the mAP on these videos is never lower than on all of them.
+
+    Args:
+        ground_truth (`Mapping[str, Any]`):
+            ActivityNet-style ground truth `{"database": {video_id: {"annotations": [...], ...}}}`. Not modified.
+        results (`Mapping[str, list]`):
+            Detections `{video_id: [{"label", "score", "segment"}, ...]}` (the `"results"` of a submission).
+
+    Returns:
+        `tuple[dict[str, Any], dict[str, list]]`: the ground truth with the same top-level keys and only the videos
+        that hold annotations (video entries are shared, not copied), and the detections on those videos, in the order
+        of `results`.
+    """
+    database = {video_id: video for video_id, video in ground_truth["database"].items() if video["annotations"]}
+    restricted = {**ground_truth, "database": database}
+    return restricted, {video_id: items for video_id, items in results.items() if video_id in database}
+
+
 # Score thresholds of the on-list and off-list detection rates of `open_vocabulary_report`.
 DETECTION_RATE_SCORE_THRESHOLDS = (0.1, 0.3, 0.5)
 
@@ -878,7 +906,8 @@ def open_vocabulary_report(
         unseen_only = None
     else:
         subset_truth = {"database": {key: ground_truth["database"][key] for key in sorted(only_unseen)}}
-        subset_predictions = {key: value for key, value in unseen_predictions.items() if key in only_unseen}
+        # every one of these videos holds annotations: only the detections are restricted
+        subset_truth, subset_predictions = restrict_to_videos_with_ground_truth(subset_truth, unseen_predictions)
         scored = score_predictions(subset_truth, subset_predictions, unseen_classes, tiou_thresholds)
         unseen_only = {"mAP": scored["mAP"], "average_mAP": scored["average_mAP"], "num_videos": len(only_unseen)}
     seen_map = score_predictions(ground_truth, generalized_predictions, seen_classes, tiou_thresholds)["average_mAP"]

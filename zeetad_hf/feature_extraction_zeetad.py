@@ -1,12 +1,17 @@
-"""Video-side preprocessing of ZEETAD: CLIP frame preprocessing in batches, feature padding, temporal windows."""
+"""Video-side preprocessing of ZEETAD: CLIP frame preprocessing in batches, feature padding, fixed-length resizing,
+temporal windows."""
 
 import math
 import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import FeatureExtractionMixin
 
+from .segment_utils import grid_to_seconds, seconds_to_grid
 from .video_utils import resize_rgb_frames, validate_sampling_fps
 
 
@@ -26,6 +31,44 @@ def _check_window_overlap(window_overlap: float) -> None:
         raise ValueError(f"`window_overlap` must be a number in [0, 1), got {window_overlap!r}.")
 
 
+def resample_units(features: torch.Tensor, num_units: int) -> torch.Tensor:
+    r"""
+    Linearly resample `(T, D)` features of one video to `(num_units, D)`, unit centres onto unit centres
+    (`align_corners=False`, as ActionFormer's fixed-length ActivityNet features); both sequences span the same time.
+
+    Args:
+        features (`torch.Tensor` of shape `(T, D)`):
+            The features, `T >= 1`.
+        num_units (`int`):
+            The new length.
+
+    Returns:
+        `torch.Tensor` of shape `(num_units, D)`: `features` itself when it already has that length, else float32.
+    """
+    if features.shape[0] == num_units:
+        return features
+    # 1, D, T -> 1, D, num_units
+    resized = F.interpolate(features.T[None].float(), size=num_units, mode="linear", align_corners=False)
+    return resized[0].T.contiguous()
+
+
+def window_core_boundaries(windows: Sequence[tuple[int, int]]) -> list[float]:
+    r"""
+    The cores of overlapping windows: window `i` owns the unit positions in `[boundaries[i], boundaries[i + 1])`,
+    i.e. the part of it closer to it than to a neighbour (half-way through each overlap; the first and last cores
+    extend to the video ends). An action is reported by (and counted for) the window whose core holds its centre.
+
+    Args:
+        windows (`Sequence[tuple[int, int]]`):
+            `(start, end)` unit indices of the windows, in order (see [`ZeetadFeatureExtractor.temporal_windows`]).
+
+    Returns:
+        `list[float]`: `len(windows) + 1` boundaries in units, from `-inf` to `inf`.
+    """
+    middles = [(next_start + end) / 2 for (_, end), (next_start, _) in zip(windows[:-1], windows[1:])]
+    return [float("-inf"), *middles, float("inf")]
+
+
 class ZeetadFeatureExtractor(FeatureExtractionMixin):
     r"""
     Video-side preprocessing for [`ZeetadForTemporalActionDetection`].
@@ -42,6 +85,9 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
       tests/test_feature_extraction_zeetad.py).
     - Pre-computed features: [`~ZeetadFeatureExtractor.pad_features`] right-pads `(num_units, dim)` features into a
       batch with a `feature_attention_mask`.
+    - Fixed length (optional): [`~ZeetadFeatureExtractor.resize_to_fixed_units`] resamples every video to
+      `fixed_num_units` units, as the TAD methods evaluated on ActivityNet do (ActionFormer: 192 units), and gives the
+      timing of the new units, so that seconds stay exact.
     - Long videos: [`~ZeetadFeatureExtractor.temporal_windows`] splits a video into overlapping windows of at most
       `max_units` units.
 
@@ -67,6 +113,10 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
             Fraction of `max_units` shared by consecutive windows, a number in `[0, 1)`.
         padding_value (`float`, *optional*, defaults to 0.0):
             Value of padded feature positions.
+        fixed_num_units (`int`, *optional*):
+            Resize every video to this many units before the model (training collate and pipeline alike); `None`
+            keeps each video's own length. Saved with the processor, so a model trained on resized videos is run on
+            resized videos.
     """
 
     model_input_names = ["input_features", "feature_attention_mask"]
@@ -82,6 +132,7 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
         max_units: int = 2304,
         window_overlap: float = 0.25,
         padding_value: float = 0.0,
+        fixed_num_units: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,6 +145,7 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
         self.max_units = max_units
         self.window_overlap = window_overlap
         self.padding_value = padding_value
+        self.fixed_num_units = fixed_num_units
         self.validate()
 
     def validate(self) -> None:
@@ -115,6 +167,12 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
         if isinstance(self.max_units, bool) or not isinstance(self.max_units, int) or self.max_units < 1:
             raise ValueError(f"`max_units` must be a positive integer, got {self.max_units!r}.")
         _check_window_overlap(self.window_overlap)
+        if self.fixed_num_units is not None and (
+            isinstance(self.fixed_num_units, bool)
+            or not isinstance(self.fixed_num_units, int)
+            or self.fixed_num_units < 1
+        ):
+            raise ValueError(f"`fixed_num_units` must be a positive integer or None, got {self.fixed_num_units!r}.")
 
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
         """`(height, width)` after resizing the shortest edge, rounded like transformers' CLIP image processor."""
@@ -203,6 +261,79 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
         feature_attention_mask = (torch.arange(input_features.shape[1])[None] < lengths[:, None]).long()
         return input_features, feature_attention_mask
 
+    def resize_to_fixed_units(
+        self, features: torch.Tensor, clip_features: torch.Tensor | None, timing: Mapping[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+        r"""
+        Resample one video to `fixed_num_units` units (nothing changes when it is `None`).
+
+        The `T` units of the video cover the frames `[0, (T - 1) * feature_stride + window_size]`; the new units
+        tile that span, so each new unit has `feature_stride = window_size = span / fixed_num_units` frames, and the
+        package's seconds conversion ([`~zeetad_hf.segment_utils.normalized_segments_to_seconds`]) with the returned
+        timing maps positions on the new grid to the same seconds as on the old one. Each new unit's features are
+        interpolated linearly at the time of its centre between the two old units around it (held constant beyond
+        the first and last old centres); where `feature_stride == window_size` (e.g. TSP, CLIP frames) this is
+        ActionFormer's `F.interpolate(..., align_corners=False)`. `clip_features`, assumed to span the same time,
+        are resampled with [`resample_units`].
+
+        Args:
+            features (`torch.Tensor` of shape `(T, D)`):
+                The video's features (localization features, or CLIP features in CLIP-only mode).
+            clip_features (`torch.Tensor` of shape `(T_clip, D_clip)`, *optional*):
+                Second features spanning the same time (any length), resampled to the same `fixed_num_units`.
+            timing (`Mapping[str, Any]`):
+                The video's `fps`, `feature_stride` and `window_size` (other keys are passed through).
+
+        Returns:
+            `tuple`: `(features, clip_features, timing)`, `(fixed_num_units, D)` features and the timing of the new
+            units.
+        """
+        if self.fixed_num_units is None:
+            return features, clip_features, dict(timing)
+        if features.ndim != 2 or features.shape[0] == 0:
+            raise ValueError(f"`features` must have shape (num_units >= 1, dim), got {tuple(features.shape)}.")
+        num_units = features.shape[0]
+        new_timing = self.fixed_units_timing(num_units, timing)
+        # the position of every new unit's centre on the video's own grid: fixed_num_units
+        centers = grid_to_seconds(
+            torch.arange(self.fixed_num_units, dtype=torch.float64),
+            new_timing["fps"],
+            new_timing["feature_stride"],
+            new_timing["window_size"],
+        )
+        positions = seconds_to_grid(centers, timing["fps"], timing["feature_stride"], timing["window_size"])
+        positions = positions.clamp(0, num_units - 1)
+        # linear interpolation between the two units around each position (values beyond the end units are held)
+        lower = positions.floor().long().clamp(max=max(num_units - 2, 0))
+        weight = (positions - lower).clamp(0, 1).to(torch.float32)[:, None]
+        upper = (lower + 1).clamp(max=num_units - 1)
+        values = features.float()
+        resized = values[lower] * (1 - weight) + values[upper] * weight
+        if clip_features is not None:
+            clip_features = resample_units(clip_features, self.fixed_num_units)
+        return resized, clip_features, new_timing
+
+    def fixed_units_timing(self, num_units: int, timing: Mapping[str, Any]) -> dict[str, Any]:
+        r"""
+        The timing of a video of `num_units` units once resized to `fixed_num_units` (see
+        [`~ZeetadFeatureExtractor.resize_to_fixed_units`]): `timing` itself when `fixed_num_units` is `None`.
+
+        Args:
+            num_units (`int`):
+                The video's own number of units.
+            timing (`Mapping[str, Any]`):
+                Its `fps`, `feature_stride` and `window_size` (other keys are passed through).
+
+        Returns:
+            `dict[str, Any]`: the timing, with `feature_stride = window_size = span / fixed_num_units` frames.
+        """
+        if self.fixed_num_units is None:
+            return dict(timing)
+        # frames covered by the video's units: the new units tile them
+        span = (num_units - 1) * timing["feature_stride"] + timing["window_size"]
+        unit = span / self.fixed_num_units
+        return {**timing, "feature_stride": unit, "window_size": unit}
+
     def temporal_windows(
         self, num_units: int, max_units: int | None = None, window_overlap: float | None = None
     ) -> list[tuple[int, int]]:
@@ -239,4 +370,4 @@ class ZeetadFeatureExtractor(FeatureExtractionMixin):
         return [(start, start + max_units) for start in starts]
 
 
-__all__ = ["ZeetadFeatureExtractor"]
+__all__ = ["ZeetadFeatureExtractor", "resample_units", "window_core_boundaries"]

@@ -31,6 +31,9 @@ PROTOCOLS = {
     "only from the split lists",
     "paper": "fuses external video-level classifier scores as most published zero-shot numbers do; those classifiers "
     "were trained on all classes, so unseen-class supervision leaks in and results are not comparable with `strict`",
+    "video-level fusion": "each detection's score multiplied by a zero-shot video-level class score of the same model "
+    "(its mean frame embedding against the prompts; top-k classes per video), like the fusion of published numbers "
+    "but with no external classifier and nothing trained on the unseen classes",
 }
 SPLIT_SETTINGS = {"75_25": "75% seen / 25% unseen classes", "50_50": "50% seen / 50% unseen classes"}
 
@@ -249,7 +252,8 @@ def build_model_card(
         features (`str`):
             The input features, e.g. `"I3D (localization) + CLIP ViT-B/16 frame embeddings, 4-frame stride"`.
         protocol (`str`, *optional*, defaults to `"strict"`):
-            `"strict"` (no external classifier scores, no model selection on the test set) or `"paper"` (external
+            `"strict"` (no external classifier scores, no model selection on the test set), `"video-level fusion"`
+            (detection scores times the same model's zero-shot video-level class scores) or `"paper"` (external
             video-level classifier scores fused, as in most published numbers). Stored as each metric's `config`.
         results (`Mapping[str, Any]`, *optional*):
             Measured results, mean over `split_indices`, in the format of

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import Pipeline
 
+from .feature_extraction_zeetad import window_core_boundaries
 from .frame_embedding import embed_video_frames
 from .modeling_zeetad import ZeetadTemporalActionDetectionOutput
 from .post_processing_zeetad import TUNED_ACTIONNESS_WEIGHTS
@@ -21,7 +22,15 @@ from .video_utils import VideoFrameSampler, validate_sampling_fps
 
 
 # The outputs of one window that merging and post-processing read.
-WINDOW_OUTPUT_KEYS = ("logits", "class_probabilities", "actionness_logits", "pred_segments", "feature_lengths")
+WINDOW_OUTPUT_KEYS = (
+    "logits",
+    "class_probabilities",
+    "actionness_logits",
+    "pred_segments",
+    "feature_lengths",
+    "unit_embeds",
+    "text_embeds",
+)
 
 
 def merge_window_outputs(
@@ -43,7 +52,8 @@ def merge_window_outputs(
             Per window, the model outputs `logits` and `class_probabilities` `(1, num_queries, num_classes)`,
             `actionness_logits`
             `(1, num_queries)`, `pred_segments` `(1, num_queries, 2)` (normalised `(center, width)` relative to the
-            window) and `feature_lengths` `(1,)`.
+            window), `feature_lengths` `(1,)`, `unit_embeds` `(1, window_units, dim)` and `text_embeds`
+            `(num_classes, dim)`.
         windows (`Sequence[tuple[int, int]]`):
             `(start, end)` unit indices of every window, in order (see
             [`~ZeetadFeatureExtractor.temporal_windows`]).
@@ -52,14 +62,12 @@ def merge_window_outputs(
 
     Returns:
         [`ZeetadTemporalActionDetectionOutput`] with batch size 1, the kept queries of all windows, `pred_segments`
-        normalised over the whole video and `feature_lengths = [num_units]`.
+        normalised over the whole video, `feature_lengths = [num_units]`, each unit's `unit_embeds` from the window
+        whose core holds it, and the `text_embeds`.
     """
     if len(window_outputs) != len(windows) or not windows:
         raise ValueError(f"Got {len(window_outputs)} window outputs for {len(windows)} windows (need >= 1 each).")
-    # core boundaries, in units: half-way through the overlap of consecutive windows
-    boundaries = [float("-inf")]
-    boundaries += [(next_start + end) / 2 for (_, end), (next_start, _) in zip(windows[:-1], windows[1:])]
-    boundaries += [float("inf")]
+    boundaries = window_core_boundaries(windows)
     logits, class_probabilities, actionness_logits, segments = [], [], [], []
     for index, (output, (start, end)) in enumerate(zip(window_outputs, windows)):
         window_length = int(output["feature_lengths"][0])
@@ -73,12 +81,27 @@ def merge_window_outputs(
         class_probabilities.append(output["class_probabilities"][0, keep])
         actionness_logits.append(output["actionness_logits"][0, keep])
         segments.append(torch.stack((centers[keep], widths[keep]), dim=-1) / num_units)
+    unit_embeds = None
+    if all(output.get("unit_embeds") is not None for output in window_outputs):
+        # every unit's embedding from the window whose core holds its centre (the cores split the units into
+        # consecutive runs): num_units, dim
+        unit_centers = torch.arange(num_units, dtype=torch.float64) + 0.5
+        owners = torch.bucketize(unit_centers, torch.tensor(boundaries[1:-1], dtype=torch.float64), right=True)
+        ends = torch.bincount(owners, minlength=len(windows)).cumsum(0).tolist()
+        unit_embeds = torch.cat(
+            [
+                output["unit_embeds"][0, first - start : last - start]
+                for output, (start, _), first, last in zip(window_outputs, windows, [0, *ends[:-1]], ends)
+            ]
+        )[None]
     return ZeetadTemporalActionDetectionOutput(
         logits=torch.cat(logits)[None],
         class_probabilities=torch.cat(class_probabilities)[None],
         actionness_logits=torch.cat(actionness_logits)[None],
         pred_segments=torch.cat(segments)[None],
         feature_lengths=torch.tensor([num_units]),
+        unit_embeds=unit_embeds,
+        text_embeds=window_outputs[0].get("text_embeds"),
     )
 
 
@@ -233,6 +256,10 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
             progress_callback (`Callable[[int], None]`, *optional*):
                 Called with the number of frames after every decoded and embedded chunk (e.g. a progress bar's
                 `update`).
+            video_fusion_top_k (`int`, *optional*):
+                Keep only the `k` labels with the highest zero-shot video-level score (the video's mean frame
+                embedding against the prompts) and multiply every detection's score by its label's video-level score
+                (see [`~zeetad_hf.post_processing_zeetad.video_level_class_scores`]); off by default.
 
         Returns:
             `list[dict]` per video (a list of them for a list of videos), sorted by score, each
@@ -290,6 +317,7 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         max_units: int | None = None,
         window_overlap: float | None = None,
         progress_callback: Callable[[int], None] | None = None,
+        video_fusion_top_k: int | None = None,
     ):
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
         if progress_callback is not None:
@@ -322,6 +350,8 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
             postprocess_params[name] = float(value)
         if top_k is not None:
             postprocess_params["top_k"] = _check_integer(top_k, "top_k")
+        if video_fusion_top_k is not None:
+            postprocess_params["video_fusion_top_k"] = _check_integer(video_fusion_top_k, "video_fusion_top_k")
         return preprocess_params, forward_params, postprocess_params
 
     def preprocess(
@@ -410,6 +440,10 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
             clip_features = model_inputs["clip_features"]
             clip_features = None if clip_features is None else clip_features[0]
             video_metadata = model_inputs["video_metadata"]
+        # num_units, dim (fixed_num_units when the model was trained on resized videos)
+        input_features, clip_features, video_metadata = self.processor.feature_extractor.resize_to_fixed_units(
+            input_features, clip_features, video_metadata
+        )
         num_units = input_features.shape[0]
         windows = self.processor.feature_extractor.temporal_windows(num_units, max_units, window_overlap)
         dtype = self.model.dtype
@@ -435,6 +469,7 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
         threshold: float = 0.1,
         top_k: int | None = None,
         actionness_weight: float | None = None,
+        video_fusion_top_k: int | None = None,
     ) -> list[dict]:
         outputs = merge_window_outputs(
             model_outputs["window_outputs"], model_outputs["windows"], model_outputs["num_units"]
@@ -448,6 +483,7 @@ class ZeroShotTemporalActionDetectionPipeline(Pipeline):
             text_labels=model_outputs["text_labels"],
             threshold=threshold,
             actionness_weight=actionness_weight,
+            video_fusion_top_k=video_fusion_top_k,
             **nms_kwargs,
         )
         return [

@@ -2,6 +2,9 @@
 
 from collections.abc import Mapping, Sequence
 
+import torch
+import torch.nn.functional as F
+
 from .segment_utils import batched_nms, normalized_segments_to_seconds, segment_cw_to_se
 
 
@@ -11,6 +14,42 @@ REQUIRED_TIMING_KEYS = ("fps", "feature_stride", "window_size")
 # candidates, and weighing in the class-agnostic actionness only lowered the mAP; the softmax head needs it to say
 # whether a proposal is an action at all.
 TUNED_ACTIONNESS_WEIGHTS = {"sigmoid": 0.0, "softmax": 0.5}
+# CLIP's zero-shot classifier: cosine similarities times exp(learned temperature), 100 in the released checkpoints.
+CLIP_LOGIT_SCALE = 100.0
+# How results record the evaluation protocol: detection scores as the model gives them, or fused with video-level
+# class scores of the same model (never an external classifier).
+STRICT_PROTOCOL = "strict"
+VIDEO_FUSION_PROTOCOL = "video-level fusion"
+
+
+def evaluation_protocol(video_fusion_top_k: int | None) -> str:
+    """The protocol name results are labelled with: `"strict"`, or `"video-level fusion"` with `video_fusion_top_k`."""
+    return STRICT_PROTOCOL if video_fusion_top_k is None else VIDEO_FUSION_PROTOCOL
+
+
+def video_level_class_scores(outputs) -> torch.Tensor:
+    r"""
+    Zero-shot video-level class scores from the model's own embeddings, as CLIP classifies an image: the mean of the
+    video's unit embeddings (its CLIP frame embeddings through the model's semantic adapter, over the valid units),
+    L2-normalised, against every class embedding, times CLIP's logit scale (100), softmax over the candidates.
+
+    Args:
+        outputs ([`ZeetadTemporalActionDetectionOutput`]):
+            With `unit_embeds` `(batch_size, num_units, dim)`, `text_embeds` `(num_classes, dim)` and
+            `feature_lengths`.
+
+    Returns:
+        `torch.FloatTensor` of shape `(batch_size, num_classes)`: per video, probabilities over the candidates.
+    """
+    if outputs.unit_embeds is None or outputs.text_embeds is None:
+        raise ValueError("Video-level scores need the outputs' `unit_embeds` and `text_embeds`.")
+    unit_embeds = outputs.unit_embeds.detach().float()
+    # batch, units: valid units (padding is zero in `unit_embeds` already; the mask makes the mean exact)
+    valid = torch.arange(unit_embeds.shape[1], device=unit_embeds.device) < outputs.feature_lengths[:, None]
+    mean = (unit_embeds * valid[..., None]).sum(1) / valid.sum(1, keepdim=True).clamp(min=1)
+    # batch, classes
+    similarity = F.normalize(mean, dim=-1) @ F.normalize(outputs.text_embeds.detach().float(), dim=-1).T
+    return (CLIP_LOGIT_SCALE * similarity).softmax(-1)
 
 
 def post_process_temporal_action_detection(
@@ -28,6 +67,7 @@ def post_process_temporal_action_detection(
     voting_threshold: float = 0.0,
     voting_weight: str = "score_iou",
     actionness_weight: float = TUNED_ACTIONNESS_WEIGHTS["sigmoid"],
+    video_fusion_top_k: int | None = None,
 ) -> list[dict]:
     r"""
     Turn [`ZeetadTemporalActionDetectionOutput`] into detections in seconds, one dict per video.
@@ -76,6 +116,12 @@ def post_process_temporal_action_detection(
             per head on held-out videos of seen classes only (`benchmarks/tune_score_fusion.py`, see
             `TUNED_ACTIONNESS_WEIGHTS`): 0 for the (default) sigmoid head, 0.5 for the softmax head, which the
             pipeline and training pick from the model's config.
+        video_fusion_top_k (`int`, *optional*):
+            Video-level fusion (off by default, the `strict` protocol): only the `k` classes with the highest
+            zero-shot video-level score ([`video_level_class_scores`]) are detected in each video, each detection's
+            score multiplied by its class's video-level score, the way published ActivityNet numbers fuse video-level
+            classifier scores — but from the same model, never from a classifier trained on the test classes.
+            Results made with it are the `"video-level fusion"` protocol (see [`evaluation_protocol`]).
 
     Returns:
         `list[dict]`: per video `{"scores": FloatTensor[N], "labels": LongTensor[N] (class indices),
@@ -99,13 +145,27 @@ def post_process_temporal_action_detection(
     if text_labels is not None and len(text_labels) != num_classes:
         raise ValueError(f"`text_labels` has {len(text_labels)} names for {num_classes} classes in the outputs.")
 
+    if video_fusion_top_k is not None and (
+        isinstance(video_fusion_top_k, bool) or not isinstance(video_fusion_top_k, int) or video_fusion_top_k < 1
+    ):
+        raise ValueError(f"`video_fusion_top_k` must be a positive integer or None, got {video_fusion_top_k!r}.")
+
     # batch, queries, classes
     actionness = actionness_logits.detach().float().sigmoid()[..., None]
     scores = actionness**actionness_weight * class_probabilities.detach().float() ** (1 - actionness_weight)
+    num_candidates = scores.shape[1] * num_classes
+    if video_fusion_top_k is not None:
+        video_scores = video_level_class_scores(outputs).to(scores.device)
+        # batch, classes: the video-level score of each video's top-k classes; the other classes are not detected
+        top = video_scores.topk(min(video_fusion_top_k, num_classes), dim=-1).indices
+        kept_classes = torch.zeros_like(video_scores, dtype=torch.bool).scatter(-1, top, True)
+        scores = (scores * video_scores[:, None, :]).masked_fill(~kept_classes[:, None, :], float("-inf"))
+        num_candidates = scores.shape[1] * top.shape[1]
     segments = segment_cw_to_se(outputs.pred_segments.detach().float())
     results = []
     for index, metadata in enumerate(video_metadata):
-        video_scores, flat_indices = scores[index].flatten().topk(min(top_k, scores[index].numel()))
+        # with fusion the -inf pairs (classes outside the video's top k) come last and are never taken
+        video_scores, flat_indices = scores[index].flatten().topk(min(top_k, num_candidates))
         query_indices, class_indices = flat_indices // num_classes, flat_indices % num_classes
         video_segments = normalized_segments_to_seconds(
             segments[index, query_indices],
@@ -137,4 +197,9 @@ def post_process_temporal_action_detection(
     return results
 
 
-__all__ = ["TUNED_ACTIONNESS_WEIGHTS", "post_process_temporal_action_detection"]
+__all__ = [
+    "TUNED_ACTIONNESS_WEIGHTS",
+    "evaluation_protocol",
+    "post_process_temporal_action_detection",
+    "video_level_class_scores",
+]

@@ -16,6 +16,79 @@ logger = logging.get_logger(__name__)
 
 DEFAULT_PROMPT_TEMPLATES = ("a video of a person {}.",)
 
+# A prompt ensemble for videos of human actions (the recipes in examples/configs/ use it): the class embedding is the
+# L2-normalised mean of the L2-normalised embeddings of these prompts, as in CLIP's zero-shot evaluation. The
+# templates mix sentences that read well with a verb phrase ("cliff diving", "applying sunscreen") and with a noun
+# ("billiards", "BMX"); each costs one more pass of the text tower per class.
+VIDEO_PROMPT_TEMPLATES = (
+    "a video of a person {}.",
+    "a video showing {}.",
+    "a clip of someone {}.",
+    "footage of people {}.",
+    "a short video of the action {}.",
+    "a person in the middle of {}.",
+    "a low-quality video of {}.",
+    "a close-up video of {}.",
+)
+
+
+def _split_camel_case(token: str) -> list[str]:
+    """`"CleanAndJerk"` -> `["Clean", "And", "Jerk"]`, `"BMXRacing"` -> `["BMX", "Racing"]`, `"Top10Moves"` ->
+    `["Top10", "Moves"]`: a word starts at an upper-case letter after a lower-case one, and at the last capital of a
+    run of capitals or digits that a lower-case letter follows."""
+    words, start = [], 0
+    for index in range(1, len(token)):
+        previous, current = token[index - 1], token[index]
+        following = token[index + 1] if index + 1 < len(token) else ""
+        if current.isupper() and (
+            previous.islower() or ((previous.isupper() or previous.isdigit()) and following.islower())
+        ):
+            words.append(token[start:index])
+            start = index
+    words.append(token[start:])
+    return words
+
+
+def _is_acronym(word: str) -> bool:
+    """`"BMX"`, `"TV"`, `"3D"`: at least two characters, an upper-case letter and no lower-case one."""
+    return len(word) >= 2 and any(map(str.isupper, word)) and not any(map(str.islower, word))
+
+
+def normalize_class_name(name: str) -> str:
+    r"""
+    The phrase that stands for a class name in prompts: dataset identifiers become the words people write.
+
+    - A name with whitespace inside is already a phrase and is returned unchanged (ActivityNet's `"Applying
+      sunscreen"`, free-text labels such as `"pole vault"`).
+    - A name without whitespace is read as an identifier: underscores separate words, CamelCase boundaries separate
+      words, and each word is lower-cased unless it is an acronym (two or more characters, capitals and digits
+      only), which is kept as written: `"BaseballPitch"` -> `"baseball pitch"`, `"CleanAndJerk"` ->
+      `"clean and jerk"`, `"pole_vault"` -> `"pole vault"`, `"Shotput"` -> `"shotput"`, `"BMXRacing"` ->
+      `"BMX racing"`, `"BMX"` -> `"BMX"`, `"Ping-pong"` -> `"ping-pong"` (hyphens stay).
+
+    Letter case changes only what is printed: CLIP's tokenizer lower-cases its input, so `"Archery"` and
+    `"archery"` are the same tokens. Nothing but underscores and surrounding whitespace is removed, and a name
+    that would become empty (`"__"`) is returned unchanged.
+
+    Args:
+        name (`str`):
+            A class name, e.g. a THUMOS14 or ActivityNet label.
+
+    Returns:
+        `str`: the phrase to put in the prompt templates.
+
+    Raises:
+        `ValueError`: if `name` is not a string.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"A class name must be a string, got {type(name).__name__} ({name!r}).")
+    if len(name.split()) > 1:
+        return name
+    words = [word for part in name.replace("_", " ").split() for word in _split_camel_case(part)]
+    if not words:
+        return name
+    return " ".join(word if _is_acronym(word) else word.lower() for word in words)
+
 
 def validate_labels(labels: str | Sequence[str]) -> list[str]:
     r"""
@@ -106,13 +179,28 @@ class ZeetadProcessor(ProcessorMixin):
             Tokenizer of the CLIP text encoder.
         prompt_templates (`Sequence[str]`, *optional*, defaults to `("a video of a person {}.",)`):
             Templates turning a class name into a prompt; each contains `{}` once. With several templates the text
-            embeddings of a class are averaged (CLIP prompt ensembling). Saved in `processor_config.json`.
+            embeddings of a class are averaged (CLIP prompt ensembling: the L2-normalised mean of the L2-normalised
+            embeddings of its prompts), e.g. `prompt_templates=VIDEO_PROMPT_TEMPLATES`. Saved in
+            `processor_config.json`.
+        normalize_class_names (`bool`, *optional*, defaults to `True`):
+            Put [`normalize_class_name`]'s phrase in the prompts (`"BaseballPitch"` -> `"a video of a person
+            baseball pitch."`) instead of the name as given. Only the prompts change: the labels returned by
+            post-processing, the pipeline and training's predictions are the names as given. Saved in
+            `processor_config.json`.
     """
 
     def __init__(
-        self, feature_extractor, tokenizer, prompt_templates: Sequence[str] = DEFAULT_PROMPT_TEMPLATES, **kwargs
+        self,
+        feature_extractor,
+        tokenizer,
+        prompt_templates: Sequence[str] = DEFAULT_PROMPT_TEMPLATES,
+        normalize_class_names: bool = True,
+        **kwargs,
     ):
         self.prompt_templates = validate_prompt_templates(prompt_templates)
+        if not isinstance(normalize_class_names, bool):
+            raise ValueError(f"`normalize_class_names` must be True or False, got {normalize_class_names!r}.")
+        self.normalize_class_names = normalize_class_names
         super().__init__(feature_extractor, tokenizer, **kwargs)
 
     def __call__(
@@ -138,7 +226,8 @@ class ZeetadProcessor(ProcessorMixin):
                 `feature_stride`), `"input_features"` (`(num_units, localization_dim)` localization features for
                 models with `localization_feature_dim`) and `"duration"` (seconds).
             text (`str` or `Sequence[str]`, *optional*):
-                Candidate class names (see [`validate_labels`]).
+                Candidate class names (see [`validate_labels`]); with `normalize_class_names`, their
+                [`normalize_class_name`] phrases fill the templates.
             prompt_templates (`Sequence[str]`, *optional*):
                 Overrides the processor's `prompt_templates` for this call.
             sampling_fps (`float`, *optional*):
@@ -174,8 +263,11 @@ class ZeetadProcessor(ProcessorMixin):
     def _encode_labels(self, text: str | Sequence[str], prompt_templates: Sequence[str] | None) -> dict:
         labels = validate_labels(text)
         templates = self.prompt_templates if prompt_templates is None else validate_prompt_templates(prompt_templates)
+        phrases = [normalize_class_name(label) for label in labels] if self.normalize_class_names else labels
+        if phrases is not labels:
+            self._check_distinct_phrases(labels, phrases)
         # num_classes * num_templates prompts, class-major
-        prompts = [template.replace("{}", label) for label in labels for template in templates]
+        prompts = [template.replace("{}", phrase) for phrase in phrases for template in templates]
         max_length = self.tokenizer.model_max_length
         lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
         too_long = sorted(
@@ -193,6 +285,23 @@ class ZeetadProcessor(ProcessorMixin):
             # num_classes, num_templates, sequence_length
             encoded = {key: value.view(len(labels), len(templates), -1) for key, value in encoded.items()}
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    @staticmethod
+    def _check_distinct_phrases(labels: list[str], phrases: list[str]) -> None:
+        """Distinct labels whose phrases are the same prompt (case and spacing ignored, as in [`validate_labels`])
+        would split one class's score between them: raise, naming them."""
+        first_label: dict[str, str] = {}
+        clashes = []
+        for label, phrase in zip(labels, phrases):
+            key = " ".join(phrase.lower().split())
+            if key in first_label:
+                clashes.append(f"{first_label[key]!r} and {label!r} (both {phrase!r})")
+            first_label.setdefault(key, label)
+        if clashes:
+            raise ValueError(
+                f"Candidate labels give the same prompt once class names are normalised: {', '.join(clashes)}. Pass "
+                "each class once, or build the processor with `normalize_class_names=False`."
+            )
 
     def _prepare_features(self, features: list[Mapping]) -> dict:
         if len(features) == 0:
@@ -291,4 +400,10 @@ def sampled_video_metadata(sampler: VideoFrameSampler) -> dict[str, float]:
     return {"fps": sampler.sampling_fps, "feature_stride": 1, "window_size": 1, "duration": sampler.duration}
 
 
-__all__ = ["ZeetadProcessor", "validate_labels", "validate_prompt_templates"]
+__all__ = [
+    "VIDEO_PROMPT_TEMPLATES",
+    "ZeetadProcessor",
+    "normalize_class_name",
+    "validate_labels",
+    "validate_prompt_templates",
+]

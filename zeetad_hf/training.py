@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.logging import get_logger
 from accelerate.tracking import get_available_trackers
@@ -58,7 +57,7 @@ from transformers.utils import logging
 from .data import THUMOS14_TIOU_THRESHOLDS, check_feature_files, load_features, to_ground_truth
 from .evaluation import open_vocabulary_report, score_predictions, validate_tiou_thresholds
 from .export import export_for_remote_code
-from .feature_extraction_zeetad import ZeetadFeatureExtractor
+from .feature_extraction_zeetad import ZeetadFeatureExtractor, resample_units
 from .file_utils import (
     TEMPORARY_PREFIX,
     check_safetensors_file,
@@ -74,7 +73,12 @@ from .file_utils import (
 )
 from .modelcard import build_model_card, save_model_card
 from .pipeline_zeetad import WINDOW_OUTPUT_KEYS, merge_window_outputs
-from .post_processing_zeetad import TUNED_ACTIONNESS_WEIGHTS, post_process_temporal_action_detection
+from .post_processing_zeetad import (
+    STRICT_PROTOCOL,
+    TUNED_ACTIONNESS_WEIGHTS,
+    evaluation_protocol,
+    post_process_temporal_action_detection,
+)
 from .processing_zeetad import ZeetadProcessor
 from .segment_utils import seconds_to_normalized_segments, segment_se_to_cw
 
@@ -182,6 +186,14 @@ class ZeetadTrainingArguments:
         },
     )
     eval_window_overlap: float = field(default=0.25, metadata={"help": "Overlap fraction of evaluation windows."})
+    fixed_num_units: int | None = field(
+        default=None,
+        metadata={
+            "help": "Resize every video (training and evaluation) to this many units by linear interpolation, as TAD "
+            "methods on ActivityNet do (e.g. 192); detections map back to exact seconds. Saved with the processor. "
+            "None keeps each video's own length (or the length a continued model's processor fixes)."
+        },
+    )
     tiou_thresholds: list[float] | None = field(
         default=None, metadata={"help": "tIoU thresholds of the mAP; default 0.3:0.1:0.7 (THUMOS14)."}
     )
@@ -202,6 +214,15 @@ class ZeetadTrainingArguments:
         metadata={
             "help": "Exponent of the actionness in the detection score sigmoid(actionness)^w * p(class)^(1 - w); "
             "default: the value tuned for the model's classification head (0 sigmoid, 0.5 softmax)."
+        },
+    )
+    video_fusion_top_k: int | None = field(
+        default=None,
+        metadata={
+            "help": "Video-level fusion (off by default: the strict protocol): keep each video's k classes with the "
+            "highest zero-shot video-level score of the same model (mean frame embedding against the prompts) and "
+            "multiply every detection's score by its class's video-level score. Results are labelled with the "
+            "protocol 'video-level fusion'; no external classifier is ever used."
         },
     )
     prompts_per_step: int | None = field(
@@ -275,7 +296,15 @@ class ZeetadTrainingArguments:
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
-        for name in ("max_units", "eval_max_units", "max_train_steps", "checkpoints_total_limit", "prompts_per_step"):
+        for name in (
+            "max_units",
+            "eval_max_units",
+            "fixed_num_units",
+            "video_fusion_top_k",
+            "max_train_steps",
+            "checkpoints_total_limit",
+            "prompts_per_step",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"`{name}` must be None or at least 1, got {value}.")
@@ -319,6 +348,8 @@ class ZeetadTrainingArguments:
         }
         if self.actionness_weight is not None:
             kwargs["actionness_weight"] = self.actionness_weight
+        if self.video_fusion_top_k is not None:
+            kwargs["video_fusion_top_k"] = self.video_fusion_top_k
         return kwargs
 
 
@@ -372,16 +403,6 @@ def parse_arguments(parser: HfArgumentParser, argv: Sequence[str] | None = None)
 # ---------------------------------------------------------------------------------------------------------------------
 # Collate
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def _resample(features: np.ndarray, num_units: int) -> torch.Tensor:
-    """`(T, D)` features linearly resampled to `(num_units, D)` (`align_corners=False`: unit centres map to centres)."""
-    tensor = torch.from_numpy(features)
-    if tensor.shape[0] == num_units:
-        return tensor
-    # 1, D, T -> 1, D, num_units
-    resized = F.interpolate(tensor.T[None], size=num_units, mode="linear", align_corners=False)
-    return resized[0].T.contiguous()
 
 
 class ZeetadDataCollator:
@@ -487,24 +508,28 @@ class ZeetadDataCollator:
             raise ValueError("A batch mixes videos with and without `clip_feature_path`.")
         features, clip_features, labels, video_metadata = [], [], [], []
         for row in rows:
-            num_units = row["num_units"]
-            localization = load_features(row["feature_path"])
-            if localization.shape[0] != num_units:
+            localization = torch.from_numpy(load_features(row["feature_path"]))
+            if localization.shape[0] != row["num_units"]:
                 raise ValueError(
                     f"Video {row['video_id']!r}: {row['feature_path']} has {localization.shape[0]} units, the dataset "
-                    f"row says {num_units}; rebuild the dataset."
+                    f"row says {row['num_units']}; rebuild the dataset."
                 )
+            clip = None
+            if row["clip_feature_path"] is not None:
+                clip = torch.from_numpy(load_features(row["clip_feature_path"]))
             timing = {key: row[key] for key in ("fps", "feature_stride", "window_size")}
+            # num_units, dim: the feature extractor's fixed length, or the video's own
+            localization, clip, timing = self.feature_extractor.resize_to_fixed_units(localization, clip, timing)
+            num_units = localization.shape[0]
             seconds = torch.tensor(
                 [[annotation["start"], annotation["end"]] for annotation in row["annotations"]], dtype=torch.float64
             ).reshape(-1, 2)
             # Unit-edge coordinates: unit i spans [i, i + 1].
             edges = seconds_to_normalized_segments(seconds, num_units=num_units, **timing) * num_units
             start, length = self._crop_window(row["video_id"], num_units, edges)
-            features.append(torch.from_numpy(localization[start : start + length]))
-            if row["clip_feature_path"] is not None:
-                clip = _resample(load_features(row["clip_feature_path"]), num_units)
-                clip_features.append(clip[start : start + length])
+            features.append(localization[start : start + length])
+            if clip is not None:
+                clip_features.append(resample_units(clip, num_units)[start : start + length])
             if self.class_index is not None:
                 labels.append(self._video_labels(row, edges, start, length))
             video_metadata.append({**timing, "duration": row["duration"], "unit_offset": start})
@@ -701,6 +726,7 @@ def save_checkpoint(
     trainer_state: dict,
     total_limit: int | None = None,
     predictions: Mapping[str, list] | None = None,
+    protocol: str = STRICT_PROTOCOL,
 ) -> None:
     r"""
     Save a resumable checkpoint `output_dir/name` (all processes call it): `accelerator.save_state` into the temporary
@@ -721,6 +747,8 @@ def save_checkpoint(
             Keep only the newest `total_limit` complete checkpoints.
         predictions (`Mapping[str, list]`, *optional*):
             The last evaluation's detections `{video_id: [...]}`, restored on resume.
+        protocol (`str`, *optional*, defaults to `"strict"`):
+            The protocol the detections were made under, recorded in their file.
     """
     final = os.path.join(output_dir, name)
     temporary = os.path.join(output_dir, f"{TEMPORARY_PREFIX}{name}")
@@ -736,7 +764,7 @@ def save_checkpoint(
         if accelerator.is_main_process:
             write_json_atomic(os.path.join(temporary, TRAINER_STATE_NAME), trainer_state)
             if predictions is not None:
-                write_json_atomic(os.path.join(temporary, PREDICTIONS_NAME), _submission(predictions))
+                write_json_atomic(os.path.join(temporary, PREDICTIONS_NAME), _submission(predictions, protocol))
             replace_directory(temporary, final)
     except Exception as error:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -1000,7 +1028,9 @@ def train(
             reproducible initialisation.
         processor ([`ZeetadProcessor`] or a CLIP tokenizer):
             Its prompt templates and tokenizer encode the class names; saved with the model. A bare tokenizer is
-            wrapped into a [`ZeetadProcessor`] with a default [`ZeetadFeatureExtractor`].
+            wrapped into a [`ZeetadProcessor`] with a default [`ZeetadFeatureExtractor`]. Its feature extractor
+            takes `args.fixed_num_units` and, with `args.eval_max_units`, the evaluation windows (`max_units`,
+            `window_overlap`), and sizes every video of training and evaluation.
         train_dataset ([`~datasets.Dataset`]):
             Training videos with seen-class annotations only (see [`~zeetad_hf.data.filter_to_classes`]).
         eval_dataset ([`~datasets.Dataset`]):
@@ -1028,9 +1058,19 @@ def train(
     unseen_prompts = encode_class_prompts(processor, unseen_classes, accelerator.device)
 
     tiou_thresholds = list(args.tiou_thresholds or THUMOS14_TIOU_THRESHOLDS)
+    protocol = evaluation_protocol(args.video_fusion_top_k)
 
-    # 2. Data: the training loader, the evaluation sets (unseen classes; optionally held-out training videos)
-    train_collator = ZeetadDataCollator(seen_classes, args.max_units, args.crop_overlap_threshold, args.seed)
+    # 2. Data: the training loader, the evaluation sets (unseen classes; optionally held-out training videos). The
+    # processor saved with the model keeps the video length and the evaluation windows, so that the pipeline and
+    # examples/evaluate.py run the model on inputs shaped as here.
+    feature_extractor = processor.feature_extractor
+    if args.fixed_num_units is not None:
+        feature_extractor.fixed_num_units = args.fixed_num_units
+    if args.eval_max_units is not None:
+        feature_extractor.max_units, feature_extractor.window_overlap = args.eval_max_units, args.eval_window_overlap
+    train_collator = ZeetadDataCollator(
+        seen_classes, args.max_units, args.crop_overlap_threshold, args.seed, feature_extractor
+    )
     train_dataloader, evaluation_sets = _data_loaders(
         accelerator,
         args,
@@ -1072,7 +1112,7 @@ def train(
             "epoch_loss_totals": _collective(accelerator, loss_totals[None], accelerator.gather).tolist(),
         }
         save_checkpoint(
-            accelerator, args.output_dir, name, trainer_state, args.checkpoints_total_limit, last_predictions
+            accelerator, args.output_dir, name, trainer_state, args.checkpoints_total_limit, last_predictions, protocol
         )
 
     # 5. Train; evaluate after every epoch
@@ -1146,12 +1186,21 @@ def train(
 
     # 6. Final model, processor, predictions, results and card, published at once (then the Hub)
     selected_epoch = (history[-1]["epoch"] if history else None) if best is None else best["epoch"]
-    results = _results(history, best, selected_epoch, completed_steps, seen_classes, unseen_classes, tiou_thresholds)
+    results = _results(
+        history,
+        best,
+        selected_epoch,
+        completed_steps,
+        seen_classes,
+        unseen_classes,
+        tiou_thresholds,
+        args.video_fusion_top_k,
+    )
     write_results = _results_writer(results, accelerator.unwrap_model(model).config, args, model_card)
     # the selected epoch: the model in memory (the last epoch) or the saved best one
     source = None if best is None else os.path.join(args.output_dir, BEST_MODEL_DIR)
     predictions = last_predictions if best is None else None
-    _save_model(accelerator, model, processor, args.output_dir, predictions, source, write_results)
+    _save_model(accelerator, model, processor, args.output_dir, predictions, source, write_results, protocol)
     if args.push_to_hub and accelerator.is_main_process:
         push_folder_to_hub(args.output_dir, args.hub_repo_id, args.hub_private_repo)
     if args.debug_data_log:
@@ -1183,7 +1232,8 @@ def _data_loaders(
     if heldout_dataset is not None:
         evaluation_sets.append(_EvaluationSet("heldout_seen", heldout_dataset, seen_classes, seen_prompts))
     for evaluation in evaluation_sets:
-        loader = _dataloader(evaluation.dataset, ZeetadDataCollator(), args.per_device_eval_batch_size, False, args)
+        collator = ZeetadDataCollator(feature_extractor=train_collator.feature_extractor)
+        loader = _dataloader(evaluation.dataset, collator, args.per_device_eval_batch_size, False, args)
         evaluation.dataloader = accelerator.prepare(loader)
     return train_dataloader, evaluation_sets
 
@@ -1215,7 +1265,14 @@ def _select_epoch(
     if new_best:
         best = {"epoch": record["epoch"], "metric": record["heldout_seen"]["average_mAP"]}
         best_dir = os.path.join(args.output_dir, BEST_MODEL_DIR)
-        _save_model(accelerator, model, processor, best_dir, predictions["eval_unseen"])
+        _save_model(
+            accelerator,
+            model,
+            processor,
+            best_dir,
+            predictions["eval_unseen"],
+            protocol=evaluation_protocol(args.video_fusion_top_k),
+        )
     # measured on the epoch that may end up selected: every new best, or the last epoch without selection
     if args.open_vocabulary_evaluation and (new_best or (last_epoch and "heldout_seen" not in record)):
         record["open_vocabulary"] = _open_vocabulary_record(
@@ -1280,10 +1337,14 @@ def _results(
     seen_classes: Sequence[str],
     unseen_classes: Sequence[str],
     tiou_thresholds: list[float],
+    video_fusion_top_k: int | None,
 ) -> dict[str, Any]:
-    """The content of `all_results.json`: the selected epoch's results and the per-epoch history."""
+    """The content of `all_results.json`: the selected epoch's results and the per-epoch history, with the protocol
+    that every mAP of the file was measured under."""
     selected = next((record for record in history if record["epoch"] == selected_epoch), None)
     return {
+        "protocol": evaluation_protocol(video_fusion_top_k),
+        "video_fusion_top_k": video_fusion_top_k,
         "model_selection": "heldout_seen_average_mAP" if best is not None else "last_epoch",
         "selected_epoch": selected_epoch,
         "completed_steps": completed_steps,
@@ -1411,8 +1472,9 @@ def _collective(accelerator: Accelerator, tensor: torch.Tensor, operation) -> to
     return operation(tensor.to(accelerator.device)).cpu()
 
 
-def _submission(results: Mapping[str, list]) -> dict[str, Any]:
-    return {"version": "zeetad_hf", "external_data": {"used": False}, "results": dict(results)}
+def _submission(results: Mapping[str, list], protocol: str) -> dict[str, Any]:
+    """The ActivityNet submission format, with the protocol the detections were made under (read by evaluate.py)."""
+    return {"version": "zeetad_hf", "protocol": protocol, "external_data": {"used": False}, "results": dict(results)}
 
 
 def _staging_folder(accelerator: Accelerator, directory: str) -> tuple[str, bool]:
@@ -1479,6 +1541,7 @@ def _save_model(
     predictions: Mapping[str, list] | None = None,
     source: str | None = None,
     write_extra: Callable[[str], None] | None = None,
+    protocol: str = STRICT_PROTOCOL,
 ) -> None:
     r"""
     Publish a model folder (all processes call it; the main one writes): the final model in `output_dir` or
@@ -1505,6 +1568,8 @@ def _save_model(
             A saved model folder (`best_model/`) whose files are published instead of the in-memory model.
         write_extra (`Callable[[str], None]`, *optional*):
             Writes more files into the folder it is given (results, model card).
+        protocol (`str`, *optional*, defaults to `"strict"`):
+            The protocol `predictions` were made under, recorded in their file.
     """
     accelerator.wait_for_everyone()
     staging, atomic = _staging_folder(accelerator, directory)
@@ -1519,7 +1584,7 @@ def _save_model(
             if source is not None:
                 link_missing_entries(source, staging)
             if predictions is not None:
-                write_json_atomic(os.path.join(staging, PREDICTIONS_NAME), _submission(predictions))
+                write_json_atomic(os.path.join(staging, PREDICTIONS_NAME), _submission(predictions, protocol))
             if write_extra is not None:
                 write_extra(staging)
             _publish_model_files(staging, directory, atomic)
@@ -1559,7 +1624,9 @@ def _write_model_card(card_arguments: Mapping[str, Any], results: Mapping[str, A
         )
     }
     hyperparameters["model_selection"] = results["model_selection"]
-    card = build_model_card(**card_arguments, results=measured, training_hyperparameters=hyperparameters)
+    card = build_model_card(
+        **card_arguments, results=measured, training_hyperparameters=hyperparameters, protocol=results["protocol"]
+    )
     save_model_card(card, folder)
 
 
