@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zeetad_hf import ZeetadConfig
-from zeetad_hf.data import ACTIVITYNET_TSP_FPS, BENCHMARKS, load_benchmark_ground_truth
-from zeetad_hf.query_coverage import query_coverage, videos_from_ground_truth
+from zeetad_hf.data import BENCHMARKS, load_benchmark_ground_truth
+from zeetad_hf.query_coverage import query_coverage, recipe_coverage, videos_from_ground_truth
 from zeetad_hf.zero_shot_splits import load_zero_shot_split, restrict_ground_truth
 
 
@@ -40,7 +39,7 @@ def test_actions_count_in_every_window_that_holds_their_centre_and_risk_follows_
     video = one_second_units_video(100, FIRST_ONLY + SHARED + MIDDLE + LAST)
     # window 0 holds 5 + 3 = 8 actions, window 1 holds 3 + 1 = 4, window 2 holds 1
     crowded = query_coverage([video], num_queries=7, max_units=40, window_overlap=0.25)
-    assert crowded.num_videos == 1 and crowded.num_instances == 10
+    assert crowded.num_queries == 7 and crowded.num_videos == 1 and crowded.num_instances == 10
     assert crowded.max_instances_per_window == 8
     assert crowded.num_instances_at_risk == 8  # the 8 actions whose centre lies in window 0's core
     assert crowded.covered_fraction == pytest.approx(0.2)
@@ -104,23 +103,6 @@ needs_annotations = pytest.mark.skipif(
     not (ANNOTATIONS / "thumos14.json").is_file(), reason="needs ../shared/data/annotations (not in a user's clone)"
 )
 
-# the recipes' raw feature timing (examples/query_coverage.py's defaults)
-TIMING = {
-    "thumos14": {"feature_stride": 4.0, "window_size": 16.0},
-    "activitynet": {"fps": ACTIVITYNET_TSP_FPS, "feature_stride": 16.0, "window_size": 16.0},
-}
-
-
-def recipe_coverage(recipe: dict, truth: dict, windows_key: str = "eval_max_units", overlap: float | None = None):
-    overrides = json.loads(recipe.get("config_overrides") or "{}")
-    return query_coverage(
-        videos_from_ground_truth(truth, **TIMING[recipe["dataset"]]),
-        overrides.get("num_queries", ZeetadConfig().num_queries),
-        recipe.get(windows_key),
-        recipe.get("eval_window_overlap", 0.25) if overlap is None else overlap,
-        recipe.get("fixed_num_units"),
-    )
-
 
 def benchmark_truth(dataset: str, subset: str | None = None) -> dict:
     if dataset == "thumos14":
@@ -142,7 +124,7 @@ def test_shipped_recipes_cover_every_action_of_every_split_on_the_real_annotatio
             counted[f"{setting} split {split}"] = recipe_coverage(recipe, restrict_ground_truth(truth, unseen))
     # every crop position of the training videos (all classes): the matcher needs a query per action too
     train_truth = benchmark_truth(recipe["dataset"], BENCHMARKS[recipe["dataset"]][0])
-    counted["training crops"] = recipe_coverage(recipe, train_truth, "max_units", overlap=0.9999)
+    counted["training crops"] = recipe_coverage(recipe, train_truth, training_crops=True)
     for name, coverage in counted.items():
         print(f"{recipe_name} {name}: {coverage}")
     assert all(coverage.num_instances_at_risk == 0 for coverage in counted.values()), counted

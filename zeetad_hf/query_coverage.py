@@ -7,6 +7,7 @@ rows of [`zeetad_hf.data.VIDEO_FEATURES`] (a loaded dataset), or, where no featu
 length is estimated from the annotations ([`videos_from_ground_truth`]).
 """
 
+import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping
@@ -15,8 +16,21 @@ from typing import Any
 
 import numpy as np
 
+from .configuration_zeetad import ZeetadConfig
+from .data import ACTIVITYNET_TSP_FPS, THUMOS14_I3D_FEATURE_STRIDE, THUMOS14_I3D_WINDOW_SIZE
 from .feature_extraction_zeetad import ZeetadFeatureExtractor, window_core_boundaries
 from .segment_utils import seconds_to_normalized_segments
+
+
+# Raw timing of each benchmark's usual features, for recipes that leave it unset: THUMOS14 ActionFormer I3D (per-video
+# fps from the annotation file, 4 frames between units, 16-frame windows) and ActivityNet TSP before any resizing
+# (15 fps, 16-frame snippets every 16 frames).
+RECIPE_FEATURE_TIMING = {
+    "thumos14": {"fps": None, "feature_stride": THUMOS14_I3D_FEATURE_STRIDE, "window_size": THUMOS14_I3D_WINDOW_SIZE},
+    "activitynet": {"fps": ACTIVITYNET_TSP_FPS, "feature_stride": 16.0, "window_size": 16.0},
+}
+# Window overlap whose stride is one unit: every training crop position.
+EVERY_CROP_POSITION = 0.9999
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,8 @@ class QueryCoverage:
     What [`query_coverage`] found.
 
     Args:
+        num_queries (`int`):
+            The queries per window counted against.
         num_videos (`int`):
             Videos counted.
         num_instances (`int`):
@@ -39,6 +55,7 @@ class QueryCoverage:
             The median action length, in units (`nan` without actions).
     """
 
+    num_queries: int
     num_videos: int
     num_instances: int
     num_instances_at_risk: int
@@ -121,6 +138,7 @@ def query_coverage(
         at_risk += int((counts[owner] > num_queries).sum())
         most = max(most, int(counts.max()))
     return QueryCoverage(
+        num_queries=num_queries,
         num_videos=num_videos,
         num_instances=len(lengths),
         num_instances_at_risk=at_risk,
@@ -187,4 +205,56 @@ def videos_from_ground_truth(
     return rows
 
 
-__all__ = ["QueryCoverage", "query_coverage", "videos_from_ground_truth"]
+def recipe_coverage(
+    recipe: Mapping[str, Any], ground_truth: Mapping[str, Any], training_crops: bool = False
+) -> QueryCoverage:
+    r"""
+    [`query_coverage`] of a training recipe (the JSON flags of `examples/train.py`, e.g.
+    `examples/configs/thumos14_i3d_clip.json`) on a ground truth: the model input the recipe sets (`fixed_num_units`,
+    `num_queries` in `config_overrides`, else the `ZeetadConfig` default) and its evaluation windows (`eval_max_units`,
+    `eval_window_overlap`), or with `training_crops` its training crops (`max_units`) at every position. Video lengths
+    are estimated ([`videos_from_ground_truth`]) with the recipe's `feature_fps` / `feature_stride` / `window_size`,
+    else its benchmark's usual features ([`RECIPE_FEATURE_TIMING`]).
+
+    Args:
+        recipe (`Mapping[str, Any]`):
+            The recipe's flags; `dataset` is `"thumos14"` (default) or `"activitynet"`.
+        ground_truth (`Mapping[str, Any]`):
+            The videos to count, e.g. [`~zeetad_hf.data.load_benchmark_ground_truth`] restricted to a split's unseen
+            classes.
+        training_crops (`bool`, *optional*, defaults to `False`):
+            Count the training crops instead of the evaluation windows.
+
+    Returns:
+        [`QueryCoverage`].
+
+    Raises:
+        `ValueError`: an unknown `dataset`, or `config_overrides` that is not a JSON object.
+    """
+    dataset = recipe.get("dataset", "thumos14")
+    if dataset not in RECIPE_FEATURE_TIMING:
+        raise ValueError(f"`dataset` must be one of {sorted(RECIPE_FEATURE_TIMING)}, got {dataset!r}")
+    timing = dict(RECIPE_FEATURE_TIMING[dataset])
+    for name, key in (("fps", "feature_fps"), ("feature_stride", "feature_stride"), ("window_size", "window_size")):
+        if recipe.get(key) is not None:
+            timing[name] = recipe[key]
+    overrides = recipe.get("config_overrides") or "{}"
+    try:
+        overrides = json.loads(overrides) if isinstance(overrides, str) else overrides
+    except json.JSONDecodeError as error:
+        raise ValueError(f"`config_overrides` is not valid JSON ({error})") from None
+    if not isinstance(overrides, Mapping):
+        raise ValueError(f"`config_overrides` must be a JSON object, got {overrides!r}")
+    if training_crops:
+        windows = (recipe.get("max_units"), EVERY_CROP_POSITION)
+    else:
+        windows = (recipe.get("eval_max_units"), recipe.get("eval_window_overlap", 0.25))
+    return query_coverage(
+        videos_from_ground_truth(ground_truth, **timing),
+        overrides.get("num_queries", ZeetadConfig().num_queries),
+        *windows,
+        fixed_num_units=recipe.get("fixed_num_units"),
+    )
+
+
+__all__ = ["RECIPE_FEATURE_TIMING", "QueryCoverage", "query_coverage", "recipe_coverage", "videos_from_ground_truth"]
