@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_training import script_arguments, subprocess_env, write_tiny_benchmark
+from test_training import script_arguments, subprocess_env, write_one_video_per_class, write_tiny_benchmark
 
 from zeetad_hf.evaluation import temporal_action_map
 from zeetad_hf.training import RESULTS_NAME, ZeetadTrainingArguments
@@ -75,19 +75,10 @@ def test_tiny_zero_shot_example_detects_the_unseen_class_and_cleans_up(tmp_path)
 def split_files(tmp_path):
     """A THUMOS14-style annotation file with one test video per unseen class of split 0, and perfect predictions."""
     _, unseen = load_zero_shot_split("thumos14", "75_25", 0)
-    database = {
-        f"video_test_{index}": {
-            "subset": "Test",
-            "duration": 30.0,
-            "annotations": [{"label": name, "segment": [5.0, 9.0]}],
-        }
-        for index, name in enumerate(unseen)
-    }
-    annotations = tmp_path / "thumos14.json"
-    annotations.write_text(json.dumps({"database": database}))
+    annotations = write_one_video_per_class(tmp_path / "thumos14.json", unseen)
     results = {
-        video_id: [{"label": video["annotations"][0]["label"], "score": 0.9, "segment": [5.0, 9.0]}]
-        for video_id, video in database.items()
+        f"video_test_{index}": [{"label": name, "score": 0.9, "segment": [5.0, 9.0]}]
+        for index, name in enumerate(unseen)
     }
     return annotations, results
 
@@ -203,22 +194,8 @@ def ten_split_files(tmp_path):
     """
     seen, unseen = load_zero_shot_split("thumos14", "75_25", 0)
     classes = sorted(seen + unseen)
-    database = {
-        f"video_test_{index}": {
-            "subset": "Test",
-            "duration": 30.0,
-            "annotations": [{"label": name, "segment": [5.0, 9.0]}],
-        }
-        for index, name in enumerate(classes)
-    }
-    # a video outside the evaluation subset, which neither video set scores
-    database["video_validation_0"] = {
-        "subset": "Validation",
-        "duration": 30.0,
-        "annotations": [{"label": classes[0], "segment": [1.0, 2.0]}],
-    }
-    annotations = tmp_path / "thumos14.json"
-    annotations.write_text(json.dumps({"database": database}))
+    # with a video outside the evaluation subset, which neither video set scores
+    annotations = write_one_video_per_class(tmp_path / "thumos14.json", classes, validation_video=True)
     video_of = {name: f"video_test_{index}" for index, name in enumerate(classes)}
     detections = {}
     for split in range(10):

@@ -902,10 +902,9 @@ def test_evaluate_reproduces_the_training_evaluation(
     assert rerun["splits"]["0"]["mAP"] == expected["eval_unseen_mAP"]
 
 
-def test_evaluate_averages_the_ten_splits(tmp_path, monkeypatch):
-    # One test video per THUMOS14 class; split k's predictions find exactly its unseen classes, except split 3 (none).
-    seen, unseen = load_zero_shot_split("thumos14", "75_25", 0)
-    classes = sorted(seen + unseen)
+def write_one_video_per_class(path, classes, validation_video: bool = False):
+    """A THUMOS14-style annotation file at `path`: one 30 s test video per class (`video_test_<index>`, its action at
+    5-9 s), and with `validation_video` one more video outside the evaluation subset. Returns `path`."""
     database = {
         f"video_test_{index}": {
             "subset": "Test",
@@ -914,19 +913,27 @@ def test_evaluate_averages_the_ten_splits(tmp_path, monkeypatch):
         }
         for index, name in enumerate(classes)
     }
-    database["video_validation_0"] = {
-        "subset": "Validation",
-        "duration": 30.0,
-        "annotations": [{"label": classes[0], "segment": [1.0, 2.0]}],
-    }
-    annotations = tmp_path / "thumos14.json"
-    annotations.write_text(json.dumps({"database": database}))
+    if validation_video:
+        database["video_validation_0"] = {
+            "subset": "Validation",
+            "duration": 30.0,
+            "annotations": [{"label": classes[0], "segment": [1.0, 2.0]}],
+        }
+    path.write_text(json.dumps({"database": database}))
+    return path
+
+
+def test_evaluate_averages_the_ten_splits(tmp_path, monkeypatch):
+    # One test video per THUMOS14 class; split k's predictions find exactly its unseen classes, except split 3 (none).
+    seen, unseen = load_zero_shot_split("thumos14", "75_25", 0)
+    classes = sorted(seen + unseen)
+    annotations = write_one_video_per_class(tmp_path / "thumos14.json", classes, validation_video=True)
     for split in range(10):
         _, split_unseen = load_zero_shot_split("thumos14", "75_25", split)
         results = {
-            video_id: [{"label": video["annotations"][0]["label"], "score": 0.9, "segment": [5.0, 9.0]}]
-            for video_id, video in database.items()
-            if split != 3 and video["annotations"][0]["label"] in split_unseen and video["subset"] == "Test"
+            f"video_test_{index}": [{"label": name, "score": 0.9, "segment": [5.0, 9.0]}]
+            for index, name in enumerate(classes)
+            if split != 3 and name in split_unseen
         }
         (tmp_path / f"predictions_{split}.json").write_text(json.dumps({"results": results}))
     run_evaluate(
