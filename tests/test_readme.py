@@ -8,13 +8,14 @@ prepared as a user's would be, with what cannot exist here replaced by small sta
 - `match.mp4`, `a.mp4`, `b.mp4` and `videos/` are short mp4s written by PyAV; `data/thumos14/` and `data/activitynet/`
   hold miniatures of the real annotation and feature files (same formats, real class names, a few short videos).
 Each command must exit with status 0 and write every file or folder it names with `--output`, `--output_dir` or
-`--plot`. Commands that take many minutes here (the full quickstart, loops over 10 splits) are marked slow and run
+`--plot`; a command that serves a page (`zeetad demo`, `examples/app.py`) must answer on 127.0.0.1, then is stopped. Commands that take many minutes here (the full quickstart, loops over 10 splits) are marked slow and run
 with `RUN_SLOW=1`. The two commands CI itself runs (the setup line and the test command) are checked against
 `.ci/run` instead of being run inside the suite. Commands quoted inline (tables, prose) must name a program that
 exists and only flags that its `--help` lists.
 """
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -22,8 +23,11 @@ import re
 import runpy
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +54,9 @@ SLOW_COMMANDS = (
 )
 # Commands CI runs itself (.ci/run), checked there rather than run inside the suite.
 CI_COMMANDS = ("python3 -m venv", "python -m pytest")
+# Commands that serve a web page until stopped: run until the page answers, then stopped.
+SERVING_COMMANDS = (r"zeetad demo", r"(\w+=\S+ )*python examples/app\.py")
+SERVING_LINE = re.compile(r"Serving the demo on (http://127\.0\.0\.1:\d+/)")
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ def documented(language: str) -> list[Snippet]:
 def inline_commands() -> list[Snippet]:
     """Commands quoted in backticks in the prose and tables: `zeetad ...`, `python examples/...`, `accelerate ...`."""
     pattern = re.compile(
-        r"`((?:zeetad (?:detect|quickstart)(?=[\s`])|python (?:examples|benchmarks)/|accelerate launch)[^`]*)`"
+        r"`((?:zeetad (?:demo|detect|quickstart)(?=[\s`])|python (?:examples|benchmarks)/|accelerate launch)[^`]*)`"
     )
     commands = []
     for document in DOCUMENTS:
@@ -374,8 +381,39 @@ def distinct_commands() -> list:
     return [pytest.param(command, id=str(command), marks=marks(command)) for command in first_places.values()]
 
 
+def run_serving_command(snippet: Snippet, workspace: Workspace) -> None:
+    """Start a serving command as written, wait for the page it names (on 127.0.0.1) to answer, then stop it."""
+    if importlib.util.find_spec("gradio") is None and os.environ.get("ZEETAD_REQUIRE_BROWSER_TESTS") != "1":
+        pytest.skip('the demo needs gradio: pip install -c constraints.txt -e ".[demo]"')
+    with open(workspace.folder / "serving.log", "w+") as log:
+        server = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", snippet.text],
+            cwd=workspace.folder,
+            env=workspace.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: stopping it stops the shell's children too
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not SERVING_LINE.search(Path(log.name).read_text()):
+                assert server.poll() is None, f"{snippet}:\n{snippet.text}\n{Path(log.name).read_text()[-4000:]}"
+                assert time.monotonic() < deadline, f"{snippet}: no page after 300 s"
+                time.sleep(0.2)
+            url = SERVING_LINE.search(Path(log.name).read_text())[1]
+            with urllib.request.urlopen(url, timeout=60) as response:
+                assert response.status == 200 and b"ZEETAD" in response.read()
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+
+
 @pytest.mark.parametrize("command", distinct_commands())
 def test_shell_command_runs_as_written(command, workspace):
+    if any(re.match(pattern, command.text) for pattern in SERVING_COMMANDS):
+        run_serving_command(command, workspace)
+        return
     if "examples/train.py" in command.text:
         # The documents' training lines are alternatives for one split; each starts without the others' checkpoints
         # (resuming another launch's checkpoint on another number of processes is refused, as documented).

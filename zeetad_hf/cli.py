@@ -27,7 +27,8 @@ from .visualization import plot_format, plot_timeline, validate_ground_truth
 
 
 TASK = "zero-shot-temporal-action-detection"
-COMMANDS = ("detect", "quickstart")
+COMMANDS = ("demo", "detect", "quickstart")
+QUICKSTART_OUTPUT_DIR = "zeetad-quickstart"
 
 
 def _probability(text: str) -> float:
@@ -62,6 +63,13 @@ def _float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be finite, got {text}")
     return value
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
+    return value in ("true", "1", "yes")
 
 
 def _device(text: str) -> str:
@@ -187,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     quickstart.add_argument(
-        "--output_dir", "--output-dir", default="zeetad-quickstart", help="folder of every artefact"
+        "--output_dir", "--output-dir", default=QUICKSTART_OUTPUT_DIR, help="folder of every artefact"
     )
     quickstart.add_argument("--fast", action="store_true", help="small settings (about 90 s on 2 CPU cores)")
     quickstart.add_argument("--force", action="store_true", help="rebuild every stage")
@@ -217,6 +225,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hub repository of --push_to_hub (default: zeetad-quickstart-bottleneck in your namespace)",
     )
     quickstart.set_defaults(handler=_quickstart)
+
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        help='a web page to try a model in the browser (needs the demo extra: pip install -e ".[demo]")',
+        description=(
+            "Serve a Gradio page: upload a video, name the actions to look for, see the detections as a timeline, a "
+            "table and JSON. Serves on 127.0.0.1 (this machine only) unless --host says otherwise."
+        ),
+    )
+    demo.add_argument(
+        "--model",
+        metavar="DIR_OR_REPO",
+        help=(
+            f"folder or Hub id of a ZEETAD model that reads video files (default: the quickstart's, "
+            f"{QUICKSTART_OUTPUT_DIR}/runs/bottleneck, whose held-out videos become the page's examples)"
+        ),
+    )
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="address to serve on (default: 127.0.0.1, this machine only)"
+    )
+    demo.add_argument("--port", type=_positive_int, metavar="N", help="port (default: the first free one from 7860)")
+    demo.add_argument(
+        "--share",
+        type=_boolean,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="BOOL",
+        help="also open a public gradio.live link (default: false)",
+    )
+    demo.add_argument(
+        "--device",
+        type=_device,
+        metavar="DEVICE",
+        help='torch device, e.g. "cpu" or "cuda:1" (default: the first GPU if any, else cpu)',
+    )
+    demo.set_defaults(handler=_demo)
     return parser
 
 
@@ -426,6 +472,31 @@ def _quickstart(args: argparse.Namespace) -> None:
     if args.push_to_hub:
         repo_id = push_quickstart_model(results["model_dir"], args.hub_model_id)
         print(f"\nPushed {results['model_dir']} to the Hub repository {repo_id}.")
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import import_gradio, launch_demo
+    from .quickstart import MODEL_VARIANT
+
+    import_gradio()  # says how to install it, before anything slow
+    model = args.model
+    if model is None:
+        model = os.path.join(QUICKSTART_OUTPUT_DIR, "runs", MODEL_VARIANT)
+        if not os.path.isdir(model):
+            raise UsageError(
+                f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (7.5 to 12.5 "
+                "minutes on 2 CPU cores, `--fast` about 90 s), or pass --model DIR_OR_REPO"
+            )
+    if args.device is not None:
+        check_device(args.device)
+    if os.path.isdir(model):
+        check_model_folder(model, "--model")
+    print(f"Loading {model} ...", file=sys.stderr, flush=True)
+
+    def ready(url: str, seconds: float) -> None:
+        print(f"Serving the demo on {url} ({seconds:.1f} s after the model was loaded); Ctrl-C stops it.", flush=True)
+
+    launch_demo(model, host=args.host, port=args.port, share=args.share, device=args.device, on_ready=ready)
 
 
 def _run(argv: list[str]) -> None:

@@ -30,11 +30,17 @@ INTERRUPTED = 130
 DEBUG_FLAG = "--debug"
 DEBUG_HELP = "print the full traceback of an error (default: one line, `<program>: error: <message>`)"
 
+
+class MissingOptionalDependency(ModuleNotFoundError):
+    """An optional extra (e.g. gradio for `zeetad demo`) is not installed; the message names the command installing it."""
+
+
 # Errors that bad input or a bad environment cause (missing and unreadable files, wrong formats and values, full
-# disks, unavailable devices), reported as one line: `OSError` covers FileNotFoundError, PermissionError and PyAV's
-# file errors, `ValueError` covers JSON and Unicode decoding errors, `SafetensorError` a corrupt weights file and
-# `StrictDataclassError` a config value of the wrong type (e.g. in a model folder's config.json).
-ANTICIPATED_ERRORS = (OSError, ValueError, SafetensorError, StrictDataclassError)
+# disks, unavailable devices, a missing optional extra), reported as one line: `OSError` covers FileNotFoundError,
+# PermissionError and PyAV's file errors, `ValueError` covers JSON and Unicode decoding errors, `SafetensorError` a
+# corrupt weights file and `StrictDataclassError` a config value of the wrong type (e.g. in a model folder's
+# config.json). Any other ImportError is a bug and keeps its traceback.
+ANTICIPATED_ERRORS = (OSError, ValueError, SafetensorError, StrictDataclassError, MissingOptionalDependency)
 
 
 class UsageError(Exception):
@@ -145,6 +151,7 @@ __all__ = [
     "DEBUG_FLAG",
     "ArgumentParser",
     "CommandLineHfArgumentParser",
+    "MissingOptionalDependency",
     "UsageError",
     "error_line",
     "run_command",

@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -375,6 +375,50 @@ def video_fusion_result(
     }
 
 
+class HeldOutVideo(NamedTuple):
+    """A validation video of a quickstart world that holds unseen-class actions, with their annotations."""
+
+    video_id: str
+    path: Path
+    duration: float
+    ground_truth: list[dict]  # the unseen-class annotations: [{"label", "segment": [start, end]}, ...]
+
+
+def held_out_videos(world_dir: str | os.PathLike, unseen: list[str]) -> list[HeldOutVideo]:
+    r"""
+    The validation videos of a quickstart world that hold unseen-class actions, sorted by video id: the quickstart
+    detects on the first, `zeetad demo` offers them as examples.
+
+    Args:
+        world_dir (`str` or `os.PathLike`):
+            The `world/` folder of a quickstart run.
+        unseen (`list[str]`):
+            The unseen classes (`split.json`'s `"unseen"`).
+
+    Returns:
+        `list[HeldOutVideo]`: each with the video's unseen-class annotations only.
+    """
+    world_dir = Path(world_dir)
+    database = json.loads((world_dir / "annotations.json").read_text())["database"]
+    videos = []
+    for video_id, entry in sorted(database.items()):
+        ground_truth = [item for item in entry["annotations"] if item["label"] in unseen]
+        if entry["subset"] == "validation" and ground_truth:
+            path = world_dir / "videos" / f"{video_id}.mp4"
+            videos.append(HeldOutVideo(video_id, path, entry["duration"], ground_truth))
+    return videos
+
+
+def quickstart_world(model_dir: str | os.PathLike) -> Path | None:
+    r"""
+    The `world/` folder of the quickstart run that trained `model_dir` (`<output_dir>/runs/<variant>`), or `None` when
+    `model_dir` is not a quickstart run's model folder.
+    """
+    world_dir = Path(model_dir).resolve().parent.parent / "world"
+    is_quickstart = Path(model_dir).resolve().parent.name == "runs" and (world_dir / "split.json").is_file()
+    return world_dir if is_quickstart else None
+
+
 def detect_on_held_out_video(
     model_dir: Path, world_dir: Path, unseen: list[str], output_dir: Path, threshold: float = 0.1, top_k: int = 5
 ) -> dict[str, Any]:
@@ -390,15 +434,10 @@ def detect_on_held_out_video(
     """
     from transformers import pipeline
 
-    database = json.loads((world_dir / "annotations.json").read_text())["database"]
-    video_id, entry = next(
-        (video_id, entry)
-        for video_id, entry in sorted(database.items())
-        if entry["subset"] == "validation" and any(item["label"] in unseen for item in entry["annotations"])
-    )
-    video_path = world_dir / "videos" / f"{video_id}.mp4"
+    video = held_out_videos(world_dir, unseen)[0]
+    video_id, video_path, ground_truth = video.video_id, video.path, video.ground_truth
     detector = pipeline("zero-shot-temporal-action-detection", model=str(model_dir))
-    total_units = units_for_duration(entry["duration"], detector.processor.feature_extractor.sampling_fps)
+    total_units = units_for_duration(video.duration, detector.processor.feature_extractor.sampling_fps)
     with tqdm(total=total_units, desc="5/5 detection", unit="frame") as progress:
         detections = detector(
             str(video_path),
@@ -407,17 +446,16 @@ def detect_on_held_out_video(
             top_k=top_k,
             progress_callback=progress.update,
         )
-    ground_truth = [item for item in entry["annotations"] if item["label"] in unseen]
     plot_timeline(
         detections,
         output_dir / "timeline.png",
-        duration=entry["duration"],
+        duration=video.duration,
         ground_truth=ground_truth,
         title=f"{video_id}: unseen classes",
     )
     demo = {
         "video": str(video_path),
-        "duration": entry["duration"],
+        "duration": video.duration,
         "candidate_labels": unseen,
         "threshold": threshold,
         "top_k": top_k,
@@ -658,12 +696,15 @@ def _run_stages(settings: QuickstartSettings, output_dir: Path, force: bool) -> 
 
 
 __all__ = [
+    "HeldOutVideo",
     "QuickstartSettings",
     "RandomTextZeetad",
     "fast_settings",
+    "held_out_videos",
     "processor_for_world",
     "push_quickstart_model",
     "quickstart_summary",
+    "quickstart_world",
     "results_table",
     "run_quickstart",
     "with_seed",
