@@ -218,10 +218,8 @@ def test_cached_run_pushes_the_model_folder_without_rebuilding(quickstart_fast_r
     model_dir = output_dir / "runs" / "bottleneck"
     pushed_line = f"\nPushed {model_dir} to the Hub repository {HUB_REPO_ID}.\n"
     assert completed.stdout == quickstart_fast_run.stdout + pushed_line
-    # stage 4 has a progress bar over the variants, naming the current one
-    assert re.search(r"4/5 training: 100%.* 3/3 .*variant=bottleneck_softmax", completed.stderr), completed.stderr[
-        -2000:
-    ]
+    # stage 4 has a progress bar over the variants, here all reused
+    assert re.search(r"4/5 training: 100%.* 3/3 .*cached=3", completed.stderr), completed.stderr[-2000:]
     # the pipeline demo runs again (it is not cached) with its own bar, which reaches every sampled frame
     assert re.search(r"5/5 detection: 100%.* (\d+)/\1 ", completed.stderr), completed.stderr[-2000:]
 
@@ -274,3 +272,25 @@ def test_impossible_push_is_refused_before_any_stage(tmp_path, arguments, messag
     with pytest.raises(ValueError, match=re.escape(message)):
         run_quickstart(tmp_path / "quickstart", **arguments)
     assert not (tmp_path / "quickstart").exists()
+
+
+@pytest.mark.slow
+def test_variants_trained_side_by_side_are_those_trained_one_after_another(quickstart_fast_run, tmp_path):
+    # The fixture's run trains the variants in parallel worker processes where there are 2+ cores; the same command
+    # confined to one core trains them one after another in its own process. Same code, threads and seeds: same bytes.
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        pytest.skip("one core: the fixture's run trained the variants one after another too")
+    completed = subprocess.run(
+        [Path(sys.executable).with_name("zeetad"), "quickstart", "--fast", "--output_dir", tmp_path],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: os.sched_setaffinity(0, {min(cores)}),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "workers=" not in completed.stderr  # trained one after another
+    for variant in fast_settings().variants:
+        name = f"runs/{variant}/model.safetensors"
+        assert (tmp_path / name).read_bytes() == (quickstart_fast_run.output_dir / name).read_bytes(), variant

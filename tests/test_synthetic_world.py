@@ -137,6 +137,21 @@ def test_generated_videos_decode_with_annotated_duration(tmp_path):
     assert before == {path.name: path.stat().st_mtime_ns for path in (tmp_path / "videos").iterdir()}
 
 
+def test_videos_written_side_by_side_are_those_written_one_after_another(tmp_path):
+    config = small_world()
+    generate_world(tmp_path / "one", config)
+    seen = []
+    generate_world(
+        tmp_path / "two", config, progress=lambda plans: (seen.append(plan) or plan for plan in plans), num_workers=3
+    )
+    names = sorted(path.name for path in (tmp_path / "one" / "videos").iterdir())
+    assert len(names) == 8 and len(seen) == 8
+    for name in names:
+        assert (tmp_path / "one" / "videos" / name).read_bytes() == (tmp_path / "two" / "videos" / name).read_bytes()
+    for name in ("annotations.json", "split.json"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+
+
 def test_invalid_world_settings():
     with pytest.raises(ValueError, match="colours"):
         WorldConfig(colours=("red", "magenta"))

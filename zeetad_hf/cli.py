@@ -484,7 +484,7 @@ def _demo(args: argparse.Namespace) -> None:
         model = os.path.join(QUICKSTART_OUTPUT_DIR, "runs", MODEL_VARIANT)
         if not os.path.isdir(model):
             raise UsageError(
-                f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (7.5 to 12.5 "
+                f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (7.5 to 13 "
                 "minutes on 2 CPU cores, `--fast` about 90 s), or pass --model DIR_OR_REPO"
             )
     if args.device is not None:

@@ -13,7 +13,8 @@ setting rebuilds that stage and every later one; `force=True` rebuilds everythin
    `random_text` (fixed random class embeddings in place of the text encoder: chance), `frozen` (CLIP text encoder,
    no adapters), `lora`, `bottleneck`, and the ablations `bottleneck_softmax` (softmax head) and
    `bottleneck_detached` (no classification gradient into localization); then `results.json` / `results.md`, the
-   table.
+   table. With more cores than `num_threads`, the variants train side by side in worker processes (one per
+   `num_threads` cores; same numbers as one after another).
 5. `detections.json` / `timeline.png`: `pipeline("zero-shot-temporal-action-detection")` with the `bottleneck` model
    (the paper's adapters, fixed in advance: no variant is chosen by its unseen-class score) on a held-out video that
    holds unseen-class actions, with the unseen class names as candidate labels, plotted beside the ground truth.
@@ -26,10 +27,13 @@ measured unseen-class results; [`push_quickstart_model`] uploads it (`push_to_hu
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -268,6 +272,94 @@ def _world_datasets(settings: "QuickstartSettings", paths: dict[str, Path]):
     )
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity, e.g. a container's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def _train_variants(
+    settings: QuickstartSettings,
+    paths: dict[str, Path],
+    seen: list[str],
+    unseen: list[str],
+    feature_key: str,
+    force: bool,
+) -> None:
+    # Stage 4: train every variant whose run folder is not current. The variants are independent and each runs torch
+    # on `settings.num_threads` threads, so with more cores than that they train side by side, one process per core
+    # (each variant's numbers are the same either way: same code, same threads, same seeds).
+    pending = []
+    for variant in settings.variants:
+        model_card = _model_card_arguments(settings, seen, unseen) if variant == MODEL_VARIANT else None
+        # the package version too: a run trained by other model or training code must not be reused
+        key_parts = (feature_key, settings.model_overrides, settings.training, variant, __version__)
+        # The card is part of the folder, so its arguments are part of the key (the other variants' keys unchanged).
+        run_key = _stage_key(*key_parts) if model_card is None else _stage_key(*key_parts, model_card)
+        if not _stage_is_current(paths["runs"] / variant, run_key, force):
+            pending.append((variant, model_card, run_key))
+    done = len(settings.variants) - len(pending)
+    progress = tqdm(total=len(settings.variants), initial=done, desc="4/5 training", unit="variant")
+    if done:
+        progress.set_postfix(cached=done)  # reused from an earlier run with the same settings
+    workers = min(len(pending), available_cores() // settings.num_threads)
+    with progress:
+        if workers <= 1:
+            for variant, model_card, run_key in pending:
+                progress.set_postfix(variant=variant)
+                _train_and_finish_variant(variant, settings, paths, seen, unseen, model_card, run_key, True)
+                progress.update()
+            return
+        progress.set_postfix(workers=workers)
+        # spawned (not forked: this process holds torch's and tqdm's threads); the workers show no bars, which would
+        # write over each other and over this one: training's by its argument, the libraries' (e.g. transformers'
+        # weight loading) by TQDM_DISABLE, which tqdm reads when a worker imports it
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with _environment(TQDM_DISABLE="1"):  # the workers start on submission
+                futures = {
+                    pool.submit(
+                        _train_and_finish_variant, variant, settings, paths, seen, unseen, model_card, run_key, False
+                    ): variant
+                    for variant, model_card, run_key in pending
+                }
+            for future in as_completed(futures):
+                future.result()  # a worker's error, raised here
+                progress.set_postfix(variant=futures[future], workers=workers)
+                progress.update()
+
+
+@contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    """Environment variables set for the block (and the processes it starts), as before afterwards."""
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _train_and_finish_variant(
+    variant: str,
+    settings: QuickstartSettings,
+    paths: dict[str, Path],
+    seen: list[str],
+    unseen: list[str],
+    model_card: Mapping[str, Any] | None,
+    run_key: str,
+    show_progress: bool,
+) -> None:
+    torch.set_num_threads(settings.num_threads)  # a worker process starts with torch's default
+    _train_variant(variant, settings, paths, seen, unseen, model_card, show_progress)
+    _finish_stage(paths["runs"] / variant, run_key, {"model": settings.model_overrides, "training": settings.training})
+
+
 def _train_variant(
     variant: str,
     settings: QuickstartSettings,
@@ -275,6 +367,7 @@ def _train_variant(
     seen: list[str],
     unseen: list[str],
     model_card: Mapping[str, Any] | None = None,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
     datasets = _world_datasets(settings, paths)
     train_dataset = filter_to_classes(datasets["training"], seen, drop_empty=True, excluded_classes=unseen)
@@ -285,7 +378,9 @@ def _train_variant(
     model = model_class.from_clip(
         str(paths["clip"]), load_vision=True, **{**settings.model_overrides, **VARIANTS[variant]}
     )
-    args = ZeetadTrainingArguments(output_dir=str(paths["runs"] / variant), **settings.training)
+    args = ZeetadTrainingArguments(
+        output_dir=str(paths["runs"] / variant), disable_tqdm=not show_progress, **settings.training
+    )
     processor = processor_for_world(paths["clip"], settings.world, settings.sampling_fps)
     return train(model, processor, train_dataset, eval_dataset, seen, unseen, args, model_card=model_card)
 
@@ -634,7 +729,12 @@ def _run_stages(settings: QuickstartSettings, output_dir: Path, force: bool) -> 
     # 1. the world
     world_key = _stage_key(settings.world.to_dict(), RENDERING_VERSION)
     if not _stage_is_current(paths["world"], world_key, force):
-        generate_world(paths["world"], settings.world, progress=lambda plans: tqdm(plans, desc="1/5 world videos"))
+        generate_world(
+            paths["world"],
+            settings.world,
+            progress=lambda plans: tqdm(plans, desc="1/5 world videos"),
+            num_workers=available_cores(),
+        )
         _finish_stage(paths["world"], world_key, settings.world.to_dict())
     split = json.loads((paths["world"] / "split.json").read_text())
     seen, unseen = split["seen"], split["unseen"]
@@ -656,19 +756,10 @@ def _run_stages(settings: QuickstartSettings, output_dir: Path, force: bool) -> 
         _finish_stage(paths["features"], feature_key, {"sampling_fps": settings.sampling_fps})
 
     # 4. ZEETAD and the baselines, trained and evaluated the same way; the demo variant's folder gets a model card
+    _train_variants(settings, paths, seen, unseen, feature_key, force)
     variants = {}
-    progress = tqdm(settings.variants, desc="4/5 training", unit="variant")
-    for variant in progress:
-        progress.set_postfix(variant=variant)
+    for variant in settings.variants:
         run_dir = paths["runs"] / variant
-        model_card = _model_card_arguments(settings, seen, unseen) if variant == MODEL_VARIANT else None
-        # the package version too: a run trained by other model or training code must not be reused
-        key_parts = (feature_key, settings.model_overrides, settings.training, variant, __version__)
-        # The card is part of the folder, so its arguments are part of the key (the other variants' keys unchanged).
-        run_key = _stage_key(*key_parts) if model_card is None else _stage_key(*key_parts, model_card)
-        if not _stage_is_current(run_dir, run_key, force):
-            _train_variant(variant, settings, paths, seen, unseen, model_card)
-            _finish_stage(run_dir, run_key, {"model": settings.model_overrides, "training": settings.training})
         model_config = json.loads((run_dir / "config.json").read_text())
         variants[variant] = {
             **json.loads((run_dir / "all_results.json").read_text()),

