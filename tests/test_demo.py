@@ -221,6 +221,24 @@ def test_a_file_that_is_not_a_video_gets_the_pipelines_message_in_the_page(demo_
     _save_screenshot(browser, _artifacts_dir(tmp_path) / "demo_error.png")
 
 
+def test_an_example_fills_the_upload_and_the_labels(demo_server, browser):
+    from selenium.webdriver.common.by import By
+
+    url, model, _ = demo_server
+    world = model.parent.parent / "world"
+    unseen = json.loads((world / "split.json").read_text())["unseen"]
+    held_out = held_out_videos(world, unseen)[0]
+    browser.get(url)
+    # the examples table names each video by its file name
+    name_cell = f"//*[normalize-space(text())='{held_out.path.name}']"
+    _wait(browser, lambda d: d.find_elements(By.XPATH, name_cell))[0].click()
+    labels = browser.find_element(By.CSS_SELECTOR, "#zeetad-labels textarea, #zeetad-labels input")
+    _wait(browser, lambda d: labels.get_attribute("value") == ", ".join(unseen))
+    _wait(browser, lambda d: held_out.path.stem in d.find_element(By.ID, "zeetad-upload").text)
+    # the world's 4:4:4 video is shown through a playable copy
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#zeetad-video video"))
+
+
 # --- what the page is made of, without a browser ---
 
 
