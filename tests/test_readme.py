@@ -52,6 +52,8 @@ SLOW_COMMANDS = (
     r"python examples/evaluate\.py .*--all_splits",  # scores what those ten runs wrote
     r"accelerate launch --multi_gpu --num_processes 4 .*activitynet",  # the GPU line: 4 processes, ~70 s on 2 cores
     r"python examples/evaluate\.py .*--model_name_or_path runs/anet_",  # runs the model that line trained
+    # the one-process alternative of the 2-process THUMOS14 line, which runs by default (same recipe and script)
+    r"python examples/train\.py examples/configs/thumos14_i3d_clip\.json --split 0 ",
 )
 # Commands CI runs itself (.ci/run), checked there rather than run inside the suite.
 CI_COMMANDS = ("python3 -m venv", "python -m pytest")

@@ -34,8 +34,9 @@ def spin_count(command: list[str], **env: str) -> tuple[int, str]:
     [
         [ZEETAD, "detect", "--help"],
         [sys.executable, "examples/train.py", "--help"],
-        [sys.executable, "examples/evaluate.py", "--help"],
-        [sys.executable, "examples/extract_features.py", "--help"],
+        # the same first import as train.py (`zeetad_hf` before torch); each costs a process start (~7 s): RUN_SLOW=1
+        pytest.param([sys.executable, "examples/evaluate.py", "--help"], marks=pytest.mark.slow),
+        pytest.param([sys.executable, "examples/extract_features.py", "--help"], marks=pytest.mark.slow),
     ],
     ids=["zeetad", "train.py", "evaluate.py", "extract_features.py"],
 )

@@ -478,7 +478,6 @@ def _demo(args: argparse.Namespace) -> None:
     from .demo import import_gradio, launch_demo
     from .quickstart import MODEL_VARIANT
 
-    import_gradio()  # says how to install it, before anything slow
     model = args.model
     if model is None:
         model = os.path.join(QUICKSTART_OUTPUT_DIR, "runs", MODEL_VARIANT)
@@ -487,6 +486,7 @@ def _demo(args: argparse.Namespace) -> None:
                 f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (7.5 to 13 "
                 "minutes on 2 CPU cores, `--fast` about 90 s), or pass --model DIR_OR_REPO"
             )
+    import_gradio()  # says how to install it, before anything slow
     if args.device is not None:
         check_device(args.device)
     if os.path.isdir(model):
