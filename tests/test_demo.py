@@ -162,7 +162,7 @@ def test_the_page_shows_what_the_pipeline_returns_for_a_quickstart_video(demo_se
         str(video), candidate_labels=unseen, threshold=THRESHOLD, top_k=TOP_K
     )
     assert expected, "the quickstart model should detect something on its first held-out video"
-    assert status == f"{len(expected)} detections of {len(unseen)} candidate labels."
+    assert status == f"{len(expected)} detections of {len(unseen)} candidate labels.", (status, expected)
 
     # the table: every detection once, sorted by start time, seconds to 0.01 and scores to 0.001
     def table_cells(driver):
@@ -183,7 +183,7 @@ def test_the_page_shows_what_the_pipeline_returns_for_a_quickstart_video(demo_se
         ([d["label"], round(d["segment"]["start"], 2), round(d["segment"]["end"], 2), round(d["score"], 3)])
         for d in expected
     )
-    assert sorted(shown) == wanted
+    assert sorted(shown) == wanted, (shown, wanted)
     assert [row[1] for row in shown] == sorted(row[1] for row in shown)
 
     # the timeline picture is loaded and the video is on the page

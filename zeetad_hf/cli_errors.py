@@ -32,7 +32,7 @@ DEBUG_HELP = "print the full traceback of an error (default: one line, `<program
 
 
 class MissingOptionalDependency(ModuleNotFoundError):
-    """An optional extra (e.g. gradio for `zeetad demo`) is not installed; the message names the command installing it."""
+    """An optional extra (e.g. gradio for `zeetad demo`) is missing; the message names the command installing it."""
 
 
 # Errors that bad input or a bad environment cause (missing and unreadable files, wrong formats and values, full

@@ -2,8 +2,8 @@
 
 Drop a video, type what to look for, and see the detections as the package's timeline figure, as a table and as the
 pipeline's JSON. [`DemoDetector`] does the work and knows nothing of Gradio; [`build_demo`] is the page, and
-[`launch_demo`] serves it. Gradio is an optional dependency (`pip install -e ".[demo]"`); importing this module does not
-need it, building the page does.
+[`launch_demo`] serves it. Gradio is an optional dependency (`pip install -e ".[demo]"`); importing this module does
+not need it, building the page does.
 """
 
 import hashlib
@@ -18,13 +18,13 @@ from typing import NamedTuple
 import av
 
 from .cli_errors import ANTICIPATED_ERRORS, MissingOptionalDependency
+from .configuration_zeetad import PIPELINE_TASK
 from .file_utils import write_json_atomic
 from .processing_zeetad import validate_labels
 from .video_utils import probe_video, units_for_duration
 from .visualization import plot_timeline
 
 
-TASK = "zero-shot-temporal-action-detection"
 DEMO_INSTALL_COMMAND = 'pip install -e ".[demo]"'
 TABLE_HEADERS = ["label", "start (s)", "end (s)", "score"]
 # What the table shows: seconds to 0.01 s, scores to 0.001 (the JSON download keeps every digit).
@@ -66,6 +66,7 @@ class DemoResult(NamedTuple):
     """What one click of "Detect" shows."""
 
     detections: list[dict]  # the pipeline's output, sorted by score
+    candidate_labels: list[str]  # the labels looked for
     table: list[list]  # TABLE_HEADERS rows, sorted by start time, rounded for display
     timeline_path: str  # PNG of the timeline figure
     json_path: str  # the pipeline's output with the call's settings, for download
@@ -128,8 +129,8 @@ def browser_playable_video(path: str, output_dir: str | os.PathLike) -> str:
     A copy of the video that browsers play, or `path` itself when they already do.
 
     Browsers play H.264, VP8/9 and AV1 in 4:2:0 only; other videos (e.g. the quickstart world's H.264 4:4:4) are
-    re-encoded to H.264 4:2:0 between `PREVIEW_MIN_HEIGHT` and `PREVIEW_MAX_HEIGHT` pixels high, with the source's frame timestamps, without
-    audio. The copy is only shown: the detections come from the original file.
+    re-encoded to H.264 4:2:0 between `PREVIEW_MIN_HEIGHT` and `PREVIEW_MAX_HEIGHT` pixels high, with the source's
+    frame timestamps, without audio. The copy is only shown: the detections come from the original file.
 
     Raises:
         `ValueError`: naming the file, if PyAV cannot decode it.
@@ -189,17 +190,26 @@ class DemoDetector:
     ):
         from transformers import pipeline
 
-        self.pipeline = pipeline(TASK, model=model, device=device)
+        self.pipeline = pipeline(PIPELINE_TASK, model=model, device=device)
         if not getattr(self.pipeline.model.config, "vision_config", None):
             raise ValueError(
                 f"--model {model}: the demo needs a model that reads video files (one with a CLIP vision tower, e.g. "
                 "the quickstart's or `from_clip(..., load_vision=True)`); this one takes pre-computed features."
             )
         self.examples = list(examples)
-        self._ground_truth_by_digest = {
-            file_digest(example.video): example.ground_truth for example in self.examples if example.ground_truth
+        # (size in bytes, SHA-256) -> annotations: an upload is only hashed when its size is an example's
+        self._ground_truth_by_file = {
+            (os.path.getsize(example.video), file_digest(example.video)): example.ground_truth
+            for example in self.examples
+            if example.ground_truth
         }
         self.work_dir = work_dir or tempfile.mkdtemp(prefix="zeetad-demo-")
+
+    def _ground_truth_of(self, video: str) -> list[dict] | None:
+        size = os.path.getsize(video)
+        if not any(size == example_size for example_size, _ in self._ground_truth_by_file):
+            return None
+        return self._ground_truth_by_file.get((size, file_digest(video)))
 
     def preview(self, video: str) -> str:
         """The video as browsers play it (see [`browser_playable_video`])."""
@@ -253,12 +263,12 @@ class DemoDetector:
             detections,
             os.path.join(output_dir, "timeline.png"),
             duration=info.duration,
-            ground_truth=self._ground_truth_by_digest.get(file_digest(video)),
+            ground_truth=self._ground_truth_of(video),
             title=name,
         )
         json_path = os.path.join(output_dir, f"{Path(name).stem}_detections.json")
         write_json_atomic(json_path, {"video": name, **call, "detections": detections})
-        return DemoResult(detections, detection_table(detections), timeline_path, json_path)
+        return DemoResult(detections, labels, detection_table(detections), timeline_path, json_path)
 
 
 def quickstart_examples(model: str, count: int = 4) -> list[DemoExample]:
@@ -307,8 +317,9 @@ def build_demo(detector: DemoDetector):
             result = detector.detect(video, labels_text, threshold, top_k or None, progress=report)
         except ANTICIPATED_ERRORS as error:
             return None, [], None, error_text(error, video)
-        count, num_labels = len(result.detections), len(parse_candidate_labels(labels_text))
-        status = f"{count} detection{'s' if count != 1 else ''} of {num_labels} candidate label{'s' if num_labels != 1 else ''}."
+        count, num_labels = len(result.detections), len(result.candidate_labels)
+        detections_text = f"{count} detection{'s' if count != 1 else ''}"
+        status = f"{detections_text} of {num_labels} candidate label{'s' if num_labels != 1 else ''}."
         return result.timeline_path, result.table, result.json_path, status
 
     with gr.Blocks(title="ZEETAD: zero-shot temporal action detection") as page:
