@@ -113,10 +113,25 @@ def demo_server(quickstart_fast_run, browser, tmp_path_factory):
         server.wait(timeout=30)
 
 
+def _page_state(driver) -> str:
+    """What the page shows, for a wait that timed out: the status line, the upload box and the table's cells."""
+    from selenium.webdriver.common.by import By
+
+    parts = []
+    for element_id in ("zeetad-status", "zeetad-upload", "zeetad-table"):
+        found = driver.find_elements(By.ID, element_id)
+        parts.append(f"#{element_id}: {found[0].get_attribute('textContent').strip()[:600]!r}" if found else "absent")
+    return "; ".join(parts)
+
+
 def _wait(driver, condition, seconds=120):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, seconds, poll_frequency=0.2).until(condition)
+    try:
+        return WebDriverWait(driver, seconds, poll_frequency=0.2).until(condition)
+    except TimeoutException:
+        raise AssertionError(f"waited {seconds} s in vain; the page shows {_page_state(driver)}") from None
 
 
 def _submit(driver, url, video, labels_text):

@@ -357,8 +357,15 @@ def build_demo(detector: DemoDetector):
                     elem_id="zeetad-table",
                 )
                 download = gr.File(label="Detections (JSON)", interactive=False, elem_id="zeetad-json")
-        upload.change(show_video, inputs=upload, outputs=[video, status])
-        button.click(run, inputs=[upload, labels, threshold, top_k], outputs=[timeline, table, download, status])
+        # one queue for both: a detection pressed while the upload's preview is made runs after it, so the preview
+        # cannot clear the detection's status line
+        upload.change(show_video, inputs=upload, outputs=[video, status], concurrency_id="detector")
+        button.click(
+            run,
+            inputs=[upload, labels, threshold, top_k],
+            outputs=[timeline, table, download, status],
+            concurrency_id="detector",
+        )
     return page
 
 
