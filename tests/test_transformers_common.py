@@ -12,15 +12,16 @@ they do not apply (run `pytest -rs tests/test_transformers_common.py` to list th
 - `enable_input_require_grads` with gradient checkpointing: the CLIP token embeddings are frozen by design, so no
   loss gradient reaches them;
 - selecting hidden states by layer index (`output_hidden_states=[...]`): ZEETAD returns them through explicit flags,
-  not transformers' `capture_outputs` recorders (a known gap);
-- `test_can_init_all_missing_weights`: transformers runs it only for models on its own list.
+  not transformers' `capture_outputs` recorders (a known gap).
+`test_can_init_all_missing_weights`, which transformers gates by the model's year, runs here: on the tester's model and,
+in `ZeetadNestedTowerInitTest`, with a CLIP vision tower and each text adapter.
 """
 
 import copy
 import unittest
 
 import torch
-from tiny_models import TINY_DETECTOR, TINY_TEXT_SHAPE
+from tiny_models import TINY_DETECTOR, TINY_TEXT_SHAPE, TINY_VISION_CONFIG
 from transformers_common import load_common_tests
 
 from zeetad_hf import ZeetadConfig, ZeetadForTemporalActionDetection
@@ -41,8 +42,18 @@ NUM_LAYERS = 2
 
 
 class ZeetadModelTester:
-    def __init__(self, parent, batch_size=2, num_units=20, padded_length=15, num_classes=3, sequence_length=6):
+    def __init__(
+        self,
+        parent,
+        batch_size=2,
+        num_units=20,
+        padded_length=15,
+        num_classes=3,
+        sequence_length=6,
+        **config_overrides,
+    ):
         self.parent = parent
+        self.config_overrides = config_overrides
         self.batch_size = batch_size
         self.num_units = num_units
         self.padded_length = padded_length
@@ -59,7 +70,12 @@ class ZeetadModelTester:
         self.decoder_seq_length = TINY_DETECTOR["num_queries"]
 
     def get_config(self) -> ZeetadConfig:
-        settings = {**TINY_DETECTOR, "encoder_layers": NUM_LAYERS, "decoder_layers": NUM_LAYERS}
+        settings = {
+            **TINY_DETECTOR,
+            "encoder_layers": NUM_LAYERS,
+            "decoder_layers": NUM_LAYERS,
+            **self.config_overrides,
+        }
         return ZeetadConfig(text_config=TEXT_CONFIG, localization_feature_dim=LOCALIZATION_DIM, **settings)
 
     def prepare_config_and_inputs_for_common(self):
@@ -88,6 +104,8 @@ class ZeetadModelTester:
 class ZeetadModelTest(test_modeling_common.ModelTesterMixin, unittest.TestCase):
     all_model_classes = (ZeetadForTemporalActionDetection,)
     is_encoder_decoder = True
+    # transformers gates this test by the model's year; ours runs it (nested CLIP towers included)
+    test_can_init_all_missing_weights_before_2023 = True
     test_resize_embeddings = False
     # inputs the eager/sdpa comparison passes besides `input_features` (it pads them to its own batch of 7; the class
     # prompts then become 7 prompts, which ZEETAD accepts: prompts are not tied to the batch)
@@ -145,3 +163,19 @@ class ZeetadModelTest(test_modeling_common.ModelTesterMixin, unittest.TestCase):
             outputs = model(**inputs_dict, output_attentions=True)
         self.assertEqual(outputs.decoder_attentions, (None,) * NUM_LAYERS)
         self.assertEqual(len(outputs.cross_attentions), NUM_LAYERS)
+
+
+class ZeetadNestedTowerInitTest(unittest.TestCase):
+    """transformers' `test_can_init_all_missing_weights` on ZEETADs with a CLIP vision tower and each text adapter:
+    weights missing from a checkpoint get exactly what the constructor gives them, in every nested tower."""
+
+    all_model_classes = (ZeetadForTemporalActionDetection,)
+    test_can_init_all_missing_weights_before_2023 = True
+
+    def test_missing_weights_get_what_the_constructor_gives_in_every_tower(self):
+        for adapter in ("bottleneck", "lora", None):
+            with self.subTest(text_adapter_type=adapter):
+                self.model_tester = ZeetadModelTester(
+                    self, vision_config=TINY_VISION_CONFIG, text_adapter_type=adapter
+                )
+                test_modeling_common.ModelTesterMixin.test_can_init_all_missing_weights(self)

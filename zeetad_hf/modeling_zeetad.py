@@ -599,6 +599,14 @@ class ZeetadTextEncoder(CLIPTextModel):
         names = self.adapter_parameter_names()
         return [parameter for name, parameter in self.named_parameters() if name in names]
 
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False):
+        # Always as transformers initialises code outside its own package (the outer model passes `False` down, see
+        # `ZeetadPreTrainedModel.is_custom_code`): modules without parameters of their own (CLIPAttention, CLIPMLP) are
+        # left alone, so every Linear here gets PreTrainedModel's normal(0, initializer_range), at construction and for
+        # missing weights alike. The weights themselves always come from CLIP; keeping this scheme keeps the random
+        # draws of a fresh model, and therefore every trained model's weights, as they were.
+        super()._initialize_weights(module, is_custom_code=True)
+
     def _init_weights(self, module: nn.Module):
         if getattr(module, ZERO_INIT_ATTRIBUTE, False):
             init.zeros_(module.weight)
@@ -656,6 +664,14 @@ class ZeetadPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["ZeetadEncoderLayer", "ZeetadDecoderLayer"]
     _supports_sdpa = True
+
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        # Transformers treats models defined outside its package as custom code and then skips every module without
+        # parameters of its own when it initialises weights (a guard for `_init_weights` that write in place). Ours use
+        # `transformers.initialization` throughout, so nested CLIP towers get CLIP's own scheme (CLIPAttention,
+        # CLIPMLP, projections) for missing weights, as their constructors give it.
+        return False
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
