@@ -44,8 +44,10 @@ def test_two_cpu_processes_split_the_data_and_gather_each_video_once(tmp_path, h
     # The Hub client reads these at import time: only the child processes talk to the local stand-in Hub.
     env = {key: value for key, value in subprocess_env().items() if key != "HF_HUB_OFFLINE"}
     env.update(HF_ENDPOINT=hub_endpoint, HF_TOKEN="hf_fake_token", HF_HUB_DISABLE_XET="1")
-    # The documented CPU launch line: `--cpu --num_processes 2` would silently run a single process.
+    # The documented CPU launch line (`--cpu --num_processes 2` would silently run a single process), with the
+    # launcher's mixed precision, which train.py follows when its own flag is not given.
     command = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "0"]
+    command += ["--mixed_precision", "bf16"]
     completed = subprocess.run(
         [*command, str(TRAIN_SCRIPT), *arguments],
         env=env,
@@ -58,6 +60,7 @@ def test_two_cpu_processes_split_the_data_and_gather_each_video_once(tmp_path, h
     logs = [json.loads((output_dir / DEBUG_DIR / f"rank_{rank}.json").read_text()) for rank in (0, 1)]
     assert [log["num_processes"] for log in logs] == [2, 2]
     assert [log["process_index"] for log in logs] == [0, 1]
+    assert [log["mixed_precision"] for log in logs] == ["bf16", "bf16"]
     seen_by_rank = [log["train_video_ids"]["0"] for log in logs]
     assert len(seen_by_rank[0]) == len(seen_by_rank[1]) == 4
     assert not set(seen_by_rank[0]) & set(seen_by_rank[1])

@@ -277,8 +277,8 @@ class ZeetadTrainingArguments:
     debug_data_log: bool = field(
         default=False,
         metadata={
-            "help": "Write debug/rank_<i>.json: world size, the training video ids each process saw per epoch and "
-            "(main process) the video ids gathered by each evaluation."
+            "help": "Write debug/rank_<i>.json: world size, mixed precision, the training video ids each process saw "
+            "per epoch and (main process) the video ids gathered by each evaluation."
         },
     )
     disable_tqdm: bool = field(
@@ -1119,7 +1119,11 @@ def train(
         )
 
     # 5. Train; evaluate after every epoch
-    debug_log = {"num_processes": accelerator.num_processes, "process_index": accelerator.process_index}
+    debug_log = {
+        "num_processes": accelerator.num_processes,
+        "process_index": accelerator.process_index,
+        "mixed_precision": accelerator.mixed_precision,
+    }
     debug_log.update(train_video_ids={}, eval_gathered_video_ids={})
     # closed on any error too, so that an error message is the last line on the terminal
     with tqdm(
