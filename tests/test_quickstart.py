@@ -4,9 +4,11 @@ writes, what it prints, that a second run reuses every stage, and its push to th
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from urllib.request import urlopen
@@ -275,9 +277,10 @@ def test_impossible_push_is_refused_before_any_stage(tmp_path, arguments, messag
 
 
 @pytest.mark.slow
-def test_variants_trained_side_by_side_are_those_trained_one_after_another(quickstart_fast_run, tmp_path):
-    # The fixture's run trains the variants in parallel worker processes where there are 2+ cores; the same command
-    # confined to one core trains them one after another in its own process. Same code, threads and seeds: same bytes.
+def test_stages_run_side_by_side_give_what_they_give_one_after_another(quickstart_fast_run, tmp_path):
+    # Where there are 2+ cores, the fixture's run pretrains the CLIP in a thread while it writes the world, and trains
+    # the variants in parallel worker processes; the same command confined to one core runs everything one after
+    # another in one process. Same code, threads and seeds: same bytes.
     cores = os.sched_getaffinity(0)
     if len(cores) < 2:
         pytest.skip("one core: the fixture's run trained the variants one after another too")
@@ -291,6 +294,40 @@ def test_variants_trained_side_by_side_are_those_trained_one_after_another(quick
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "workers=" not in completed.stderr  # trained one after another
-    for variant in fast_settings().variants:
-        name = f"runs/{variant}/model.safetensors"
-        assert (tmp_path / name).read_bytes() == (quickstart_fast_run.output_dir / name).read_bytes(), variant
+    names = ["clip/model.safetensors", *(f"runs/{variant}/model.safetensors" for variant in fast_settings().variants)]
+    names += [path.relative_to(tmp_path).as_posix() for path in sorted((tmp_path / "world").rglob("*.mp4"))]
+    for name in names:
+        assert (tmp_path / name).read_bytes() == (quickstart_fast_run.output_dir / name).read_bytes(), name
+
+
+def test_ctrl_c_while_the_world_is_written_stops_the_clip_pretraining_beside_it_too(tmp_path):
+    # On 2+ cores the CLIP pretrains in a thread while the world's videos are written: Ctrl-C must stop both at once,
+    # leaving neither stage marked finished (the next run rebuilds them).
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: the CLIP pretrains after the world, not beside it")
+    output_dir = tmp_path / "quickstart"
+    # the default (slow) settings: the pretraining cannot finish before the interruption
+    server = subprocess.Popen(
+        [CONSOLE_SCRIPT, "quickstart", "--output_dir", str(output_dir)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list((output_dir / "world").glob("videos/*.mp4")):
+            assert server.poll() is None and time.monotonic() < deadline, "no world video within 120 s"
+            time.sleep(0.2)
+        time.sleep(2)  # the pretraining thread is past its image rendering or in it; either way it must stop
+        interrupted = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        status = server.wait(timeout=60)
+        stopped_after = time.monotonic() - interrupted
+    finally:
+        server.kill()
+    stderr = server.stderr.read()
+    assert status == 130, stderr[-3000:]
+    assert stopped_after < 15, stopped_after  # one image or one step, then the stage ends
+    assert "Traceback" not in stderr
+    assert not (output_dir / "world" / "stage_settings.json").exists()
+    assert not (output_dir / "clip" / "stage_settings.json").exists()

@@ -256,7 +256,7 @@ def _batches(num_items: int, batch_size: int, generator: torch.Generator) -> Ite
 def pretrain_clip(
     world: WorldConfig,
     config: ClipPretrainingConfig | None = None,
-    progress: Callable[[Iterator], Iterator] | None = None,
+    progress: Callable[..., Iterator] | None = None,
 ) -> tuple[CLIPModel, CLIPTokenizer, dict[str, Any]]:
     r"""
     Build a small CLIP over the world's vocabulary and train it contrastively on the world's captioned images.
@@ -267,7 +267,8 @@ def pretrain_clip(
         config ([`ClipPretrainingConfig`], *optional*):
             Model size and schedule; the defaults when omitted.
         progress (`Callable`, *optional*):
-            Wraps the iterator over steps, e.g. `tqdm.tqdm` for a progress bar.
+            Called as `progress(iterable, desc=...)` to wrap the iterator over the rendered images (`desc="images"`),
+            then the one over the steps (`desc="steps"`), e.g. `tqdm.tqdm` for progress bars.
 
     Returns:
         `tuple`: the trained [`~transformers.CLIPModel`] (eval mode), its tokenizer and a log `{"losses": [...] (per
@@ -280,7 +281,12 @@ def pretrain_clip(
     torch.manual_seed(config.seed)
     model, tokenizer = build_small_clip(world.vocabulary, config, world.frame_size)
     extractor = frame_feature_extractor(world.frame_size)
-    images, captions, phrases = caption_dataset(world, config.num_images, seed=config.seed)
+    images, captions, phrases = caption_dataset(
+        world,
+        config.num_images,
+        seed=config.seed,
+        progress=None if progress is None else (lambda images: progress(images, desc="images")),
+    )
     # tokenise each distinct caption once; batches index into the table
     unique_captions = sorted(set(captions))
     caption_index = torch.tensor([unique_captions.index(caption) for caption in captions])
@@ -300,7 +306,7 @@ def pretrain_clip(
     losses = []
     model.train()
     steps = range(config.num_steps)
-    for _ in progress(steps) if progress is not None else steps:
+    for _ in progress(steps, desc="steps") if progress is not None else steps:
         indices = next(batches)
         pixel_values = augment_images(
             extractor.preprocess_frames(images[indices.numpy()]), config.max_shift, generator
@@ -357,7 +363,7 @@ def run_clip_pretraining(
     output_dir: str | os.PathLike,
     world: WorldConfig | None = None,
     config: ClipPretrainingConfig | None = None,
-    progress: Callable[[Iterator], Iterator] | None = None,
+    progress: Callable[..., Iterator] | None = None,
 ) -> dict[str, Any]:
     r"""
     Pretrain, measure and save a small CLIP for `world` in `output_dir`.
@@ -394,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     world = fast_world_config(args.seed) if args.fast else WorldConfig(seed=args.seed)
     config = FAST_CLIP_PRETRAINING if args.fast else ClipPretrainingConfig()
     config = ClipPretrainingConfig(**{**asdict(config), "seed": args.seed})
-    summary = run_clip_pretraining(args.output_dir, world, config, progress=lambda steps: tqdm(steps, desc="CLIP"))
+    summary = run_clip_pretraining(args.output_dir, world, config, progress=tqdm)
     print(json.dumps({key: value for key, value in summary.items() if key not in ("world", "pretraining")}, indent=1))
     return summary
 

@@ -5,7 +5,9 @@ Stages, each cached in its own folder of `output_dir` under the hash of the sett
 setting rebuilds that stage and every later one; `force=True` rebuilds everything):
 
 1. `world/`: mp4 videos, ActivityNet-style `annotations.json`, `split.json` ([`~zeetad_hf.synthetic_world`]).
-2. `clip/`: a small CLIP pretrained on captioned still images of the world ([`~zeetad_hf.clip_pretraining`]).
+2. `clip/`: a small CLIP pretrained on captioned still images of the world ([`~zeetad_hf.clip_pretraining`]); it
+   renders its own images, so with more cores than `num_threads` it pretrains in a thread while stage 1 writes the
+   videos (same results as one after the other).
 3. `features/`: CLIP frame embeddings of every video through the processor's frame preprocessing and the model's
    vision tower ([`~zeetad_hf.frame_embedding.extract_video_features`]).
 4. `runs/<variant>/`: [`~zeetad_hf.training.train`] on the seen classes, evaluated on the unseen classes with the
@@ -30,9 +32,10 @@ import json
 import multiprocessing
 import os
 import shutil
+import threading
 import zlib
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -721,32 +724,74 @@ def run_quickstart(
     return results
 
 
+class _Cancelled(Exception):
+    """Raised in the CLIP pretraining thread when the world's stage failed or was interrupted."""
+
+
+def _cancellable(steps: Iterator, cancelled: threading.Event) -> Iterator:
+    for step in steps:
+        if cancelled.is_set():
+            raise _Cancelled()
+        yield step
+
+
+def _pretrain_clip(
+    settings: QuickstartSettings, clip_dir: Path, clip_key: str, cancelled: threading.Event, bar_position: int
+) -> None:
+    def bars(items: Iterator, desc: str) -> Iterator:
+        return _cancellable(tqdm(items, desc=f"2/5 CLIP {desc}", position=bar_position), cancelled)
+
+    run_clip_pretraining(clip_dir, settings.world, settings.clip, progress=bars)
+    _finish_stage(clip_dir, clip_key, asdict(settings.clip))
+
+
+def _world_and_clip(settings: QuickstartSettings, paths: dict[str, Path], force: bool) -> str:
+    """Stages 1 and 2, side by side when both are to be built and a core is free; returns the CLIP stage's key.
+
+    The small CLIP learns from still images it renders itself, not from the world's videos, so it pretrains in a
+    thread (torch computes outside Python's lock, on `settings.num_threads` threads as always) while the other cores
+    write the videos. Both results are the same either way.
+    """
+    world_key = _stage_key(settings.world.to_dict(), RENDERING_VERSION)
+    # torch's results depend on its thread count (summation order): every stage from here on is keyed on it
+    clip_key = _stage_key(world_key, asdict(settings.clip), settings.num_threads)
+    world_pending = not _stage_is_current(paths["world"], world_key, force)
+    clip_pending = not _stage_is_current(paths["clip"], clip_key, force)
+    side_by_side = world_pending and clip_pending and available_cores() > settings.num_threads
+    cancelled = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        # its bar on the second line, under the world's
+        pretraining = (
+            pool.submit(_pretrain_clip, settings, paths["clip"], clip_key, cancelled, 1) if side_by_side else None
+        )
+        try:
+            if world_pending:
+                generate_world(
+                    paths["world"],
+                    settings.world,
+                    progress=lambda plans: tqdm(plans, desc="1/5 world videos"),
+                    num_workers=available_cores() - (settings.num_threads if side_by_side else 0),
+                )
+                _finish_stage(paths["world"], world_key, settings.world.to_dict())
+            if pretraining is not None:
+                pretraining.result()  # its error, raised here
+        except BaseException:
+            cancelled.set()  # an error or Ctrl-C here: the pretraining stops at its next step
+            raise
+    if clip_pending and not side_by_side:
+        _pretrain_clip(settings, paths["clip"], clip_key, cancelled, 0)
+    return clip_key
+
+
 def _run_stages(settings: QuickstartSettings, output_dir: Path, force: bool) -> dict[str, Any]:
     # The stages of `run_quickstart`, in order, each reused when its settings are unchanged.
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: output_dir / name for name in ("world", "clip", "features", "runs")}
 
-    # 1. the world
-    world_key = _stage_key(settings.world.to_dict(), RENDERING_VERSION)
-    if not _stage_is_current(paths["world"], world_key, force):
-        generate_world(
-            paths["world"],
-            settings.world,
-            progress=lambda plans: tqdm(plans, desc="1/5 world videos"),
-            num_workers=available_cores(),
-        )
-        _finish_stage(paths["world"], world_key, settings.world.to_dict())
+    # 1. the world and 2. the small CLIP
+    clip_key = _world_and_clip(settings, paths, force)
     split = json.loads((paths["world"] / "split.json").read_text())
     seen, unseen = split["seen"], split["unseen"]
-
-    # 2. the small CLIP
-    # torch's results depend on its thread count (summation order): every stage from here on is keyed on it
-    clip_key = _stage_key(world_key, asdict(settings.clip), settings.num_threads)
-    if not _stage_is_current(paths["clip"], clip_key, force):
-        run_clip_pretraining(
-            paths["clip"], settings.world, settings.clip, progress=lambda steps: tqdm(steps, desc="2/5 CLIP")
-        )
-        _finish_stage(paths["clip"], clip_key, asdict(settings.clip))
     clip_summary = json.loads((paths["clip"] / "pretraining.json").read_text())
 
     # 3. frame embeddings

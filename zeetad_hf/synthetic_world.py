@@ -637,7 +637,12 @@ def render_still(config: WorldConfig, phrase: str, kind: str, rng: np.random.Gen
     )
 
 
-def caption_dataset(config: WorldConfig, num_images: int, seed: int = 0) -> tuple[np.ndarray, list[str], list[str]]:
+def caption_dataset(
+    config: WorldConfig,
+    num_images: int,
+    seed: int = 0,
+    progress: Callable[[Iterator], Iterator] | None = None,
+) -> tuple[np.ndarray, list[str], list[str]]:
     r"""
     Captioned still images for CLIP pretraining: half seen-class action frames, the rest spread over static
     colour-object pairs, neutral-coloured moving objects and empty scenes.
@@ -649,6 +654,8 @@ def caption_dataset(config: WorldConfig, num_images: int, seed: int = 0) -> tupl
             Number of images.
         seed (`int`, *optional*, defaults to 0):
             Seed of the images (combined with the world seed).
+        progress (`Callable`, *optional*):
+            Wraps the iterator over the images, e.g. `tqdm.tqdm` for a progress bar.
 
     Returns:
         `tuple`: images `(num_images, frame_size, frame_size, 3)` uint8, captions (a phrase inside a random
@@ -662,7 +669,8 @@ def caption_dataset(config: WorldConfig, num_images: int, seed: int = 0) -> tupl
     rng = np.random.default_rng([config.seed, 4, seed])
     images = np.empty((num_images, config.frame_size, config.frame_size, 3), dtype=np.uint8)
     captions, chosen = [], []
-    for index in range(num_images):
+    indices = range(num_images)
+    for index in progress(indices) if progress is not None else indices:
         kind = str(kinds[rng.choice(4, p=[0.5, 0.2, 0.2, 0.1])])
         phrase = by_kind[kind][rng.integers(len(by_kind[kind]))]
         images[index] = render_still(config, phrase, kind, rng)
