@@ -278,9 +278,9 @@ def test_impossible_push_is_refused_before_any_stage(tmp_path, arguments, messag
 
 @pytest.mark.slow
 def test_stages_run_side_by_side_give_what_they_give_one_after_another(quickstart_fast_run, tmp_path):
-    # Where there are 2+ cores, the fixture's run pretrains the CLIP in a thread while it writes the world, and trains
-    # the variants in parallel worker processes; the same command confined to one core runs everything one after
-    # another in one process. Same code, threads and seeds: same bytes.
+    # Where there are 2+ cores, the fixture's run pretrains the CLIP in a thread while it writes the world, embeds two
+    # videos at a time and trains the variants in parallel worker processes; the same command confined to one core
+    # runs everything one after another in one process. Same code, threads and seeds: same bytes.
     cores = os.sched_getaffinity(0)
     if len(cores) < 2:
         pytest.skip("one core: the fixture's run trained the variants one after another too")
@@ -295,7 +295,8 @@ def test_stages_run_side_by_side_give_what_they_give_one_after_another(quickstar
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "workers=" not in completed.stderr  # trained one after another
     names = ["clip/model.safetensors", *(f"runs/{variant}/model.safetensors" for variant in fast_settings().variants)]
-    names += [path.relative_to(tmp_path).as_posix() for path in sorted((tmp_path / "world").rglob("*.mp4"))]
+    for folder, pattern in (("world", "*.mp4"), ("features", "*.npy")):
+        names += [path.relative_to(tmp_path).as_posix() for path in sorted((tmp_path / folder).rglob(pattern))]
     for name in names:
         assert (tmp_path / name).read_bytes() == (quickstart_fast_run.output_dir / name).read_bytes(), name
 

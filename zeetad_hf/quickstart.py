@@ -9,7 +9,8 @@ setting rebuilds that stage and every later one; `force=True` rebuilds everythin
    renders its own images, so with more cores than `num_threads` it pretrains in a thread while stage 1 writes the
    videos (same results as one after the other).
 3. `features/`: CLIP frame embeddings of every video through the processor's frame preprocessing and the model's
-   vision tower ([`~zeetad_hf.frame_embedding.extract_video_features`]).
+   vision tower ([`~zeetad_hf.frame_embedding.extract_video_features`]), one video per `num_threads` cores at a
+   time (each embedded as alone).
 4. `runs/<variant>/`: [`~zeetad_hf.training.train`] on the seen classes, evaluated on the unseen classes with the
    open-vocabulary measures of [`~zeetad_hf.evaluation.open_vocabulary_report`], for each variant of `VARIANTS`:
    `random_text` (fixed random class embeddings in place of the text encoder: chance), `frozen` (CLIP text encoder,
@@ -65,7 +66,14 @@ from .modeling_zeetad import ZeetadForTemporalActionDetection
 from .post_processing_zeetad import evaluation_protocol
 from .processing_zeetad import ZeetadProcessor
 from .segment_utils import pairwise_segment_iou
-from .synthetic_world import PROMPT_TEMPLATE, RENDERING_VERSION, WorldConfig, fast_world_config, generate_world
+from .synthetic_world import (
+    PROMPT_TEMPLATE,
+    RENDERING_VERSION,
+    WorldConfig,
+    fast_world_config,
+    generate_world,
+    run_in_threads,
+)
 from .training import (
     ZeetadDataCollator,
     ZeetadTrainingArguments,
@@ -230,16 +238,22 @@ class RandomTextZeetad(ZeetadForTemporalActionDetection):
         )
 
 
-def _extract_features(world_dir: Path, clip_dir: Path, feature_dir: Path, sampling_fps: float) -> None:
-    """Embed every video's frames with the CLIP vision tower as loaded into ZEETAD (the pipeline's own path)."""
+def _extract_features(
+    world_dir: Path, clip_dir: Path, feature_dir: Path, sampling_fps: float, num_workers: int
+) -> None:
+    """Embed every video's frames with the CLIP vision tower as loaded into ZEETAD (the pipeline's own path),
+    `num_workers` videos at a time (torch computes each on its calling thread: every file is as embedded alone)."""
     clip_model = ZeetadForTemporalActionDetection.from_clip(str(clip_dir), load_vision=True)
     clip_model.eval()
     extractor = frame_feature_extractor(clip_model.config.vision_config.image_size)
     extractor.sampling_fps = sampling_fps
     videos = sorted(str(path) for path in (world_dir / "videos").glob("*.mp4"))
-    progress = tqdm(videos, desc="3/5 frame embeddings", unit="video")
-    for path in progress:
+
+    def embed(path: str) -> None:
         extract_video_features([path], str(feature_dir), extractor, clip_model.get_clip_features, 256)
+
+    progress = lambda paths: tqdm(paths, desc="3/5 frame embeddings", unit="video")  # noqa: E731
+    run_in_threads(embed, videos, num_workers, progress)
 
 
 def processor_for_world(clip_dir: Path, world: WorldConfig, sampling_fps: float) -> ZeetadProcessor:
@@ -797,7 +811,8 @@ def _run_stages(settings: QuickstartSettings, output_dir: Path, force: bool) -> 
     # 3. frame embeddings
     feature_key = _stage_key(clip_key, settings.sampling_fps)
     if not _stage_is_current(paths["features"], feature_key, force):
-        _extract_features(paths["world"], paths["clip"], paths["features"], settings.sampling_fps)
+        workers = max(1, available_cores() // settings.num_threads)
+        _extract_features(paths["world"], paths["clip"], paths["features"], settings.sampling_fps, workers)
         _finish_stage(paths["features"], feature_key, {"sampling_fps": settings.sampling_fps})
 
     # 4. ZEETAD and the baselines, trained and evaluated the same way; the demo variant's folder gets a model card

@@ -532,6 +532,32 @@ def write_mp4(path: str | os.PathLike, frames: Iterator[np.ndarray], fps: int) -
         container.mux(stream.encode())
 
 
+def run_in_threads(
+    function: Callable[[Any], None],
+    items: Sequence[Any],
+    num_workers: int,
+    progress: Callable[[Iterator], Iterator] | None = None,
+) -> None:
+    r"""
+    Call `function` on every item, `num_workers` calls at a time (threads: for work that runs outside Python's lock,
+    such as x264, PyAV decoding or torch). The first error, or Ctrl-C, is raised once the running calls end; the
+    items not started yet are dropped.
+
+    Args:
+        progress (`Callable`, *optional*):
+            Wraps the iterator over the items, e.g. `tqdm.tqdm`; an item counts once its call returned.
+    """
+    with ThreadPoolExecutor(max_workers=num_workers) as pool:
+        results = pool.map(function, items)  # in order; a failed call raises here
+        try:
+            # the bar counts an item once the next one is asked for, i.e. after its result came
+            for _ in zip(progress(items) if progress is not None else items, results):
+                pass
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
 def generate_world(
     output_dir: str | os.PathLike,
     config: WorldConfig | None = None,
@@ -569,15 +595,7 @@ def generate_world(
         if not path.exists():
             write_mp4(path, iter_video_frames(plan, config), config.fps)
 
-    with ThreadPoolExecutor(max_workers=num_workers) as pool:
-        written = pool.map(write_video, plans)  # in order; a failed video raises here
-        try:
-            # the bar counts a video once the next one is asked for, i.e. after its result came
-            for _ in zip(progress(plans) if progress is not None else plans, written):
-                pass
-        except BaseException:
-            pool.shutdown(cancel_futures=True)  # an error or Ctrl-C: no more videos
-            raise
+    run_in_threads(write_video, plans, num_workers, progress)
     seen, unseen = draw_zero_shot_split(config)
     write_json_atomic(output_dir / "annotations.json", annotations_of(plans, config))
     write_json_atomic(output_dir / "split.json", {"seen": seen, "unseen": unseen})
@@ -713,4 +731,5 @@ __all__ = [
     "fast_world_config",
     "generate_world",
     "plan_world",
+    "run_in_threads",
 ]
