@@ -483,7 +483,7 @@ def _demo(args: argparse.Namespace) -> None:
         model = os.path.join(QUICKSTART_OUTPUT_DIR, "runs", MODEL_VARIANT)
         if not os.path.isdir(model):
             raise UsageError(
-                f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (10 to 14 "
+                f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (10 to 13 "
                 "minutes on 2 CPU cores, `--fast` 70 to 100 s), or pass --model DIR_OR_REPO"
             )
     import_gradio()  # says how to install it, before anything slow
