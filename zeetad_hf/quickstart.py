@@ -297,6 +297,11 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _parallel_workers(settings: QuickstartSettings) -> int:
+    """Independent jobs that fit side by side, each running torch on `settings.num_threads` threads (at least 1)."""
+    return max(1, available_cores() // settings.num_threads)
+
+
 def _train_variants(
     settings: QuickstartSettings,
     paths: dict[str, Path],
@@ -321,7 +326,7 @@ def _train_variants(
     progress = tqdm(total=len(settings.variants), initial=done, desc="4/5 training", unit="variant")
     if done:
         progress.set_postfix(cached=done)  # reused from an earlier run with the same settings
-    workers = min(len(pending), available_cores() // settings.num_threads)
+    workers = min(len(pending), _parallel_workers(settings))
     with progress:
         if workers <= 1:
             for variant, model_card, run_key in pending:
@@ -811,8 +816,9 @@ def _run_stages(settings: QuickstartSettings, output_dir: Path, force: bool) -> 
     # 3. frame embeddings
     feature_key = _stage_key(clip_key, settings.sampling_fps)
     if not _stage_is_current(paths["features"], feature_key, force):
-        workers = max(1, available_cores() // settings.num_threads)
-        _extract_features(paths["world"], paths["clip"], paths["features"], settings.sampling_fps, workers)
+        _extract_features(
+            paths["world"], paths["clip"], paths["features"], settings.sampling_fps, _parallel_workers(settings)
+        )
         _finish_stage(paths["features"], feature_key, {"sampling_fps": settings.sampling_fps})
 
     # 4. ZEETAD and the baselines, trained and evaluated the same way; the demo variant's folder gets a model card
