@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from zeetad_hf.synthetic_world import (
+    OBJECT_NAMES,
     ActorSpec,
     Scene,
     WorldConfig,
@@ -16,7 +17,9 @@ from zeetad_hf.synthetic_world import (
     iter_video_frames,
     plan_world,
     render_frame,
+    shape_coverage,
 )
+from zeetad_hf.synthetic_world import _paint as paint_object
 from zeetad_hf.video_utils import VideoFrameSampler
 
 
@@ -101,6 +104,27 @@ def test_class_frames_differ_between_classes():
     frames, labels = class_frames(config, config.class_names[:3], frames_per_class=2)
     assert frames.shape == (6, config.frame_size, config.frame_size, 3) and frames.dtype == np.uint8
     assert labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("shape", OBJECT_NAMES)
+def test_painting_only_near_the_object_equals_painting_the_whole_canvas(shape):
+    # the painter skips pixels farther than its reach; blending over every pixel (written out here) must give the same
+    # bits, for objects inside, across the border of and outside the canvas, with non-square canvases and large radii
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        height, width = rng.integers(16, 96, size=2)
+        canvas = rng.uniform(0, 1, size=(height, width, 3)).astype(np.float32)
+        centre = rng.uniform(-20, max(height, width) + 20, size=2)
+        radius = rng.uniform(1, 30)
+        colour, opacity = tuple(rng.uniform(0, 1, size=3)), rng.uniform(0.2, 1.0)
+        rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
+        alpha = opacity * shape_coverage(shape, columns - centre[0], rows - centre[1], radius)[..., None]
+        expected = canvas.copy()  # blended in place, in float32, as the painter does
+        expected *= 1.0 - alpha
+        expected += alpha * np.asarray(colour, dtype=np.float32)
+        painted = canvas.copy()
+        paint_object(painted, shape, centre, radius, colour, opacity)
+        np.testing.assert_array_equal(painted, expected)
 
 
 @pytest.mark.parametrize(("movement", "axis"), [("bouncing", 0), ("sliding", 1)])

@@ -21,6 +21,7 @@ Design (why it looks the way it does):
 Everything is a deterministic function of [`WorldConfig`] (including its seed).
 """
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -267,11 +268,36 @@ def shape_coverage(shape: str, dx: np.ndarray, dy: np.ndarray, radius: float) ->
     return np.clip(0.5 - distance, 0.0, 1.0)
 
 
-def _paint(canvas: np.ndarray, grid: tuple, shape: str, centre, radius: float, colour, opacity: float) -> None:
-    """Alpha-blend one object onto `canvas` (height, width, 3) in place."""
-    alpha = opacity * shape_coverage(shape, grid[1] - centre[0], grid[0] - centre[1], radius)[..., None]
-    canvas *= 1.0 - alpha
-    canvas += alpha * np.asarray(colour, dtype=np.float32)
+# Every object's coverage is 0 farther than this many radii (plus `_REACH_PIXELS`) from its centre along either axis
+# (the triangle reaches furthest: 1.12 radii + 1.12 pixels below its centre).
+_REACH_RADII = 1.2
+_REACH_PIXELS = 2.0
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(size: int) -> np.ndarray:
+    """Row and column index of every pixel of a `size` x `size` image: `(2, size, size)` float32, read-only."""
+    grid = np.mgrid[0:size, 0:size].astype(np.float32)
+    grid.flags.writeable = False
+    return grid
+
+
+def _paint(canvas: np.ndarray, shape: str, centre, radius: float, colour, opacity: float) -> None:
+    """Alpha-blend one object onto `canvas` (height, width, 3) in place.
+
+    Only the pixels the object can cover are computed: elsewhere its alpha is exactly 0, which would leave the canvas
+    unchanged bit for bit, so the result equals blending over the whole canvas (about 3x faster at 64 pixels).
+    """
+    reach = _REACH_RADII * radius + _REACH_PIXELS
+    top, bottom = max(0, math.floor(centre[1] - reach)), min(canvas.shape[0], math.ceil(centre[1] + reach) + 1)
+    left, right = max(0, math.floor(centre[0] - reach)), min(canvas.shape[1], math.ceil(centre[0] + reach) + 1)
+    if top >= bottom or left >= right:
+        return
+    rows, columns = _pixel_grid(max(canvas.shape[:2]))[:, top:bottom, left:right]
+    window = canvas[top:bottom, left:right]
+    alpha = opacity * shape_coverage(shape, columns - centre[0], rows - centre[1], radius)[..., None]
+    window *= 1.0 - alpha
+    window += alpha * np.asarray(colour, dtype=np.float32)
 
 
 @dataclass
@@ -291,7 +317,7 @@ def make_scene(rng: np.random.Generator, frame_size: int) -> Scene:
     """
     margin = frame_size // 4
     size = frame_size + 2 * margin
-    grid = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    grid = _pixel_grid(size) / size
     # two low-saturation base colours mixed along a random direction, plus low-frequency texture
     base = rng.uniform(0.25, 0.6, size=(2, 1)) + rng.uniform(-0.05, 0.05, size=(2, 3))
     direction = rng.normal(size=2)
@@ -305,12 +331,10 @@ def make_scene(rng: np.random.Generator, frame_size: int) -> Scene:
             * np.sin(2 * math.pi * frequency[0] * grid[0] + offset[0])[..., None]
             * np.cos(2 * math.pi * frequency[1] * grid[1] + offset[1])[..., None]
         )
-    pixel_grid = np.mgrid[0:size, 0:size].astype(np.float32)
     neutral = list(NEUTRAL_COLOURS.values())
     for _ in range(rng.integers(2, 5)):
         _paint(
             canvas,
-            pixel_grid,
             OBJECT_NAMES[rng.integers(len(OBJECT_NAMES))],
             rng.uniform(0, size, size=2),
             rng.uniform(0.06, 0.14) * frame_size,
@@ -369,9 +393,8 @@ def render_frame(
     top, left = int(offset[0]), int(offset[1])
     canvas = scene.background[top : top + frame_size, left : left + frame_size].copy()
     if actor is not None:
-        grid = np.mgrid[0:frame_size, 0:frame_size].astype(np.float32)
         if actor.movement is None:
-            _paint(canvas, grid, actor.shape, actor.centre, actor.radius, actor.colour, 1.0)
+            _paint(canvas, actor.shape, actor.centre, actor.radius, actor.colour, 1.0)
         else:
             lags = np.asarray((*TRAIL_LAGS[::-1], 0.0))
             positions = np.asarray(actor.centre) + movement_offsets(
@@ -379,8 +402,8 @@ def render_frame(
             )
             # oldest trail mark first so that the object itself ends on top
             for position, opacity in zip(positions[:-1], TRAIL_OPACITY[::-1]):
-                _paint(canvas, grid, TRAIL_SHAPE, position, TRAIL_SIZE * actor.radius, actor.colour, opacity)
-            _paint(canvas, grid, actor.shape, positions[-1], actor.radius, actor.colour, 1.0)
+                _paint(canvas, TRAIL_SHAPE, position, TRAIL_SIZE * actor.radius, actor.colour, opacity)
+            _paint(canvas, actor.shape, positions[-1], actor.radius, actor.colour, 1.0)
     canvas *= rng.uniform(0.9, 1.1)
     canvas += rng.normal(scale=noise_std, size=canvas.shape).astype(np.float32)
     return (np.clip(canvas, 0, 1) * 255 + 0.5).astype(np.uint8)
