@@ -153,6 +153,9 @@ class QuickstartSettings:
     training: dict[str, Any] = field(
         default_factory=lambda: {
             "per_device_train_batch_size": 4,
+            # 8 padded (masked) videos per forward pass: 2.5x faster evaluation, the same detections as one at a time
+            # but for the last float bits (scores within 2e-6 on seed 0, every mAP equal to all digits)
+            "per_device_eval_batch_size": 8,
             "learning_rate": 1e-3,
             "num_train_epochs": 12,
             "num_warmup_steps": 10,
@@ -411,9 +414,11 @@ def _train_variant(
 TABLE_SCORE_THRESHOLD = 0.5
 
 
-def _detection_rate(result: Mapping[str, Any], kind: str) -> float:
+def detection_rate(result: Mapping[str, Any], kind: str, score_threshold: float = TABLE_SCORE_THRESHOLD) -> float:
+    """The mean `"on_list"` or `"off_list"` instance detection rate at `score_threshold` of a variant's
+    `all_results.json` (its `open_vocabulary` record)."""
     rates = result["open_vocabulary"][kind]
-    return rates["mean"][rates["score_thresholds"].index(TABLE_SCORE_THRESHOLD)]
+    return rates["mean"][rates["score_thresholds"].index(score_threshold)]
 
 
 # Columns of the results table: header, and how to read the value (a fraction) from a variant's `all_results.json`.
@@ -423,8 +428,8 @@ RESULT_COLUMNS = {
     "GZSL seen mAP": lambda result: result["open_vocabulary"]["generalized"]["seen_average_mAP"],
     "GZSL unseen mAP": lambda result: result["open_vocabulary"]["generalized"]["unseen_average_mAP"],
     "GZSL harmonic mean": lambda result: result["open_vocabulary"]["generalized"]["harmonic_mean"],
-    "on-list found @0.5 ↑": lambda result: _detection_rate(result, "on_list"),
-    "off-list named @0.5 ↓": lambda result: _detection_rate(result, "off_list"),
+    "on-list found @0.5 ↑": lambda result: detection_rate(result, "on_list"),
+    "off-list named @0.5 ↓": lambda result: detection_rate(result, "off_list"),
 }
 
 
@@ -856,6 +861,7 @@ __all__ = [
     "HeldOutVideo",
     "QuickstartSettings",
     "RandomTextZeetad",
+    "detection_rate",
     "fast_settings",
     "held_out_videos",
     "processor_for_world",
