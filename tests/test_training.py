@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from datasets import Dataset
 from mount_namespace import MOUNTS_AVAILABLE, MOUNTS_REASON, run_with_mounted_folder, run_with_small_disk
 from safetensors.torch import load_file, save_file
 from tiny_models import TINY_DETECTOR, save_tiny_clip, tiny_zeetad_config
+from torch.utils.data import DataLoader
 
 from zeetad_hf import (
     ZeetadFeatureExtractor,
@@ -30,15 +32,18 @@ from zeetad_hf import (
     post_process_temporal_action_detection,
     seconds_to_normalized_segments,
 )
-from zeetad_hf.data import VIDEO_FEATURES
+from zeetad_hf.data import VIDEO_FEATURES, to_ground_truth
+from zeetad_hf.evaluation import instance_detection_rate
 from zeetad_hf.training import (
     RESULTS_NAME,
     TEMPORARY_PREFIX,
     TRAINER_STATE_NAME,
     ZeetadDataCollator,
     ZeetadTrainingArguments,
+    encode_class_prompts,
     find_latest_checkpoint,
     list_checkpoints,
+    predict,
     sample_training_prompts,
     train,
 )
@@ -348,6 +353,54 @@ def test_open_vocabulary_evaluation_of_the_selected_epoch(
     assert json.loads((tmp_path / "run" / RESULTS_NAME).read_text())["open_vocabulary"] == json.loads(
         json.dumps(report)
     )
+
+
+def test_off_list_rates_equal_those_of_passes_over_every_video(tmp_path, tokenizer, fresh_accelerator_state):
+    # Each off-list pass runs on the videos holding the left-out class only. Oracle: the trained model run with every
+    # left-out candidate list over *all* evaluation videos, as `predict` on the whole set. The softmax head gives the
+    # one remaining candidate a score of 1, so the rates are not all 0 and a pass that missed a video would show.
+    train_dataset, _ = synthetic_datasets(tmp_path / "data", num_train=4, num_eval=1)
+    # unseen actions over most of each video (7.6-8.4 s long): long detections of an untrained model match them
+    eval_rows = [
+        video_row(
+            tmp_path / "data",
+            f"eval_{index}",
+            36 + 2 * index,
+            [(UNSEEN[index % 3 // 2], 0.2, 7.4), ("jumping", 3.0, 4.0)],
+            "test",
+        )
+        for index in range(5)
+    ]
+    eval_dataset = Dataset.from_list(eval_rows, features=VIDEO_FEATURES)
+    model, processor = tiny_model_and_processor(tokenizer, classification_head="softmax")
+    args = ZeetadTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        num_train_epochs=1,
+        per_device_eval_batch_size=2,
+        open_vocabulary_evaluation=True,
+        use_cpu=True,
+    )
+    report = train(model, processor, train_dataset, eval_dataset, SEEN, UNSEEN, args)["open_vocabulary"]["off_list"]
+
+    trained = ZeetadForTemporalActionDetection.from_pretrained(tmp_path / "run")
+    accelerator = Accelerator(cpu=True)
+    loader = accelerator.prepare(
+        DataLoader(
+            eval_dataset, batch_size=1, collate_fn=ZeetadDataCollator(feature_extractor=processor.feature_extractor)
+        )
+    )
+    ground_truth = to_ground_truth(eval_dataset)
+    expected = {}
+    for left_out in UNSEEN:
+        candidates = [name for name in UNSEEN if name != left_out]
+        results = predict(trained, loader, candidates, encode_class_prompts(processor, candidates, "cpu"), accelerator)
+        assert set(results) == set(ground_truth["database"])  # every video
+        expected[left_out] = [
+            instance_detection_rate(ground_truth, {"results": results}, left_out, None, threshold)["rate"]
+            for threshold in report["score_thresholds"]
+        ]
+    assert report["per_class"] == expected
+    assert any(rate > 0 for rates in expected.values() for rate in rates)
 
 
 def test_open_vocabulary_evaluation_needs_the_seen_annotations(tmp_path, tokenizer, fresh_accelerator_state):

@@ -239,8 +239,8 @@ class ZeetadTrainingArguments:
             "help": "Also measure the selected model's open-vocabulary behaviour on the evaluation videos: unseen-class "
             "mAP on the videos holding unseen classes only, generalized zero-shot mAP (seen + unseen candidates: "
             "per-group mAP and harmonic mean) and the off-list detection rate (each unseen class left out of the "
-            "candidates in turn). Costs one evaluation pass per unseen class plus one; needs the evaluation set "
-            "with its seen-class annotations."
+            "candidates in turn). Costs one more evaluation pass over every video, plus one per unseen class over the "
+            "videos holding it; needs the evaluation set with its seen-class annotations."
         },
     )
     heldout_percentage: float = field(
@@ -1418,11 +1418,11 @@ def _open_vocabulary_record(
     unseen_classes = list(evaluation.classes)
     thresholds = list(args.tiou_thresholds or THUMOS14_TIOU_THRESHOLDS)
 
-    def detect(classes: Sequence[str]) -> dict[str, list]:
+    def detect(classes: Sequence[str], dataloader: DataLoader) -> dict[str, list]:
         prompts = encode_class_prompts(processor, classes, accelerator.device)
         return predict(
             model,
-            evaluation.dataloader,
+            dataloader,
             classes,
             prompts,
             accelerator,
@@ -1431,14 +1431,13 @@ def _open_vocabulary_record(
             args.eval_window_overlap,
         )
 
-    generalized_classes = list(seen_classes) + unseen_classes
-    generalized = detect(generalized_classes)
+    generalized = detect(list(seen_classes) + unseen_classes, evaluation.dataloader)
+    off_list = {}
     # with a single unseen class, leaving it out leaves no candidate
-    off_list = (
-        {}
-        if len(unseen_classes) < 2
-        else {left_out: detect([name for name in unseen_classes if name != left_out]) for left_out in unseen_classes}
-    )
+    if len(unseen_classes) >= 2:
+        for left_out, loader in _class_dataloaders(evaluation, accelerator, args).items():
+            candidates = [name for name in unseen_classes if name != left_out]
+            off_list[left_out] = detect(candidates, loader) if loader is not None else {}
     report = None
     if accelerator.is_main_process:
         report = open_vocabulary_report(
@@ -1463,9 +1462,32 @@ class _EvaluationSet:
     prompt_inputs: Mapping[str, torch.Tensor]
     dataloader: DataLoader | None = None
     ground_truth: dict[str, Any] = field(init=False)
+    # per candidate class, a prepared loader of the videos holding it (None: no video does); built on first use
+    class_dataloaders: dict[str, DataLoader | None] | None = None
 
     def __post_init__(self):
         self.ground_truth = to_ground_truth(self.dataset)
+
+
+def _class_dataloaders(
+    evaluation: _EvaluationSet, accelerator: Accelerator, args: ZeetadTrainingArguments
+) -> dict[str, DataLoader | None]:
+    """Per class of `evaluation`, a prepared loader of the videos annotated with it (`None` without any): an off-list
+    rate counts the left-out class's instances only, so its pass needs just those videos. Prepared once per training."""
+    if evaluation.class_dataloaders is None:
+        video_labels = [{item["label"] for item in annotations} for annotations in evaluation.dataset["annotations"]]
+        evaluation.class_dataloaders = {}
+        for name in evaluation.classes:
+            holding = [index for index, labels in enumerate(video_labels) if name in labels]
+            loader = _dataloader(
+                evaluation.dataset.select(holding),
+                evaluation.dataloader.collate_fn,
+                args.per_device_eval_batch_size,
+                False,
+                args,
+            )
+            evaluation.class_dataloaders[name] = accelerator.prepare(loader) if holding else None
+    return evaluation.class_dataloaders
 
 
 def _is_checkpoint_step(args: ZeetadTrainingArguments, completed_steps: int) -> bool:
