@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_argument(
         "--output_dir", "--output-dir", default=QUICKSTART_OUTPUT_DIR, help="folder of every artefact"
     )
-    quickstart.add_argument("--fast", action="store_true", help="small settings (70 to 100 s on 2 CPU cores)")
+    quickstart.add_argument("--fast", action="store_true", help="small settings (about a minute on 2 CPU cores)")
     quickstart.add_argument("--force", action="store_true", help="rebuild every stage")
     quickstart.add_argument(
         "--seed",
@@ -483,8 +483,8 @@ def _demo(args: argparse.Namespace) -> None:
         model = os.path.join(QUICKSTART_OUTPUT_DIR, "runs", MODEL_VARIANT)
         if not os.path.isdir(model):
             raise UsageError(
-                f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (10 to 13 "
-                "minutes on 2 CPU cores, `--fast` 70 to 100 s), or pass --model DIR_OR_REPO"
+                f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (about 8 "
+                "minutes on 2 CPU cores, `--fast` about one), or pass --model DIR_OR_REPO"
             )
     import_gradio()  # says how to install it, before anything slow
     if args.device is not None:
