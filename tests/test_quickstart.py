@@ -308,12 +308,15 @@ def test_ctrl_c_while_the_world_is_written_stops_the_clip_pretraining_beside_it_
         pytest.skip("one core: the CLIP pretrains after the world, not beside it")
     output_dir = tmp_path / "quickstart"
     # the default (slow) settings: the pretraining cannot finish before the interruption
-    server = subprocess.Popen(
-        [CONSOLE_SCRIPT, "quickstart", "--output_dir", str(output_dir)],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stderr_path = tmp_path / "stderr.txt"
+    with open(stderr_path, "w") as stderr_file:
+        # faulthandler: a child that does not stop is sent SIGABRT below, which prints every thread's stack
+        server = subprocess.Popen(
+            [CONSOLE_SCRIPT, "quickstart", "--output_dir", str(output_dir)],
+            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"},
+            stderr=stderr_file,
+            text=True,
+        )
     try:
         deadline = time.monotonic() + 120
         while not list((output_dir / "world").glob("videos/*.mp4")):
@@ -322,11 +325,16 @@ def test_ctrl_c_while_the_world_is_written_stops_the_clip_pretraining_beside_it_
         time.sleep(2)  # the pretraining thread is past its image rendering or in it; either way it must stop
         interrupted = time.monotonic()
         server.send_signal(signal.SIGINT)
-        status = server.wait(timeout=60)
+        try:
+            status = server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.send_signal(signal.SIGABRT)
+            server.wait(timeout=30)
+            pytest.fail(f"no exit within 60 s of Ctrl-C; the threads then:\n{stderr_path.read_text()[-8000:]}")
         stopped_after = time.monotonic() - interrupted
     finally:
         server.kill()
-    stderr = server.stderr.read()
+    stderr = stderr_path.read_text()
     assert status == 130, stderr[-3000:]
     assert stopped_after < 15, stopped_after  # one image or one step, then the stage ends
     assert "Traceback" not in stderr

@@ -286,7 +286,7 @@ def _paint(canvas: np.ndarray, shape: str, centre, radius: float, colour, opacit
     """Alpha-blend one object onto `canvas` (height, width, 3) in place.
 
     Only the pixels the object can cover are computed: elsewhere its alpha is exactly 0, which would leave the canvas
-    unchanged bit for bit, so the result equals blending over the whole canvas (about 3x faster at 64 pixels).
+    unchanged bit for bit, so the result equals blending over the whole canvas.
     """
     reach = _REACH_RADII * radius + _REACH_PIXELS
     top, bottom = max(0, math.floor(centre[1] - reach)), min(canvas.shape[0], math.ceil(centre[1] + reach) + 1)
