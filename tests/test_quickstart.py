@@ -316,6 +316,9 @@ def test_ctrl_c_while_the_world_is_written_stops_the_clip_pretraining_beside_it_
             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"},
             stderr=stderr_file,
             text=True,
+            # a test run started in the background of a non-interactive shell inherits SIGINT ignored, and Python
+            # then installs no KeyboardInterrupt handler: the child gets the default, as under a terminal
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         deadline = time.monotonic() + 120

@@ -72,7 +72,6 @@ from .synthetic_world import (
     WorldConfig,
     fast_world_config,
     generate_world,
-    interruptible_result,
     run_in_threads,
 )
 from .training import (
@@ -799,7 +798,7 @@ def _world_and_clip(settings: QuickstartSettings, paths: dict[str, Path], force:
                 )
                 _finish_stage(paths["world"], world_key, settings.world.to_dict())
             if pretraining is not None:
-                interruptible_result(pretraining)  # its error, raised here
+                pretraining.result()  # its error, raised here
         except BaseException:
             cancelled.set()  # an error or Ctrl-C here: the pretraining stops at its next step
             raise

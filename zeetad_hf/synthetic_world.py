@@ -25,8 +25,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeoutError
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -572,28 +571,14 @@ def run_in_threads(
             Wraps the iterator over the items, e.g. `tqdm.tqdm`; an item counts once its call returned.
     """
     with ThreadPoolExecutor(max_workers=num_workers) as pool:
-        futures = [pool.submit(function, item) for item in items]
+        results = pool.map(function, items)  # in order; a failed call raises here
         try:
-            # in order; the bar counts an item once the next one is asked for, i.e. after its result came
-            for _, future in zip(progress(items) if progress is not None else items, futures):
-                interruptible_result(future)  # a failed call raises here
+            # the bar counts an item once the next one is asked for, i.e. after its result came
+            for _ in zip(progress(items) if progress is not None else items, results):
+                pass
         except BaseException:
             pool.shutdown(cancel_futures=True)
             raise
-
-
-def interruptible_result(future: Future) -> Any:
-    """`future.result()`, waiting in short slices so that Ctrl-C raises here at once.
-
-    Python runs signal handlers in the main thread between bytecodes; a blocking wait is only woken by a signal that
-    the kernel delivers to the main thread itself, and with other threads running it may pick one of those (seen in
-    CI: a quickstart still waiting 60 s after Ctrl-C).
-    """
-    while True:
-        try:
-            return future.result(timeout=0.1)
-        except FutureTimeoutError:
-            pass
 
 
 def generate_world(
@@ -768,7 +753,6 @@ __all__ = [
     "draw_zero_shot_split",
     "fast_world_config",
     "generate_world",
-    "interruptible_result",
     "plan_world",
     "run_in_threads",
 ]
