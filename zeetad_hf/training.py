@@ -1475,7 +1475,9 @@ def _class_dataloaders(
     """Per class of `evaluation`, a prepared loader of the videos annotated with it (`None` without any): an off-list
     rate counts the left-out class's instances only, so its pass needs just those videos. Prepared once per training."""
     if evaluation.class_dataloaders is None:
-        video_labels = [{item["label"] for item in annotations} for annotations in evaluation.dataset["annotations"]]
+        # the ground truth lists the videos in dataset order
+        videos = evaluation.ground_truth["database"].values()
+        video_labels = [{item["label"] for item in video["annotations"]} for video in videos]
         evaluation.class_dataloaders = {}
         for name in evaluation.classes:
             holding = [index for index, labels in enumerate(video_labels) if name in labels]
