@@ -5,12 +5,17 @@ natural-looking 30 fps H.264 video of `--seconds` seconds (smooth panned scene p
 0.5 / 4 Mbit/s, which decode like real footage rather than like a flat synthetic clip) is sampled at `--sampling-fps`
 by `ZeetadForTemporalActionDetection` with a ViT-B/16-sized random CLIP vision tower (and the default ViT-B/16-sized
 text tower). Reported, in seconds for the whole video:
-- decode + RGB + resize alone: `VideoFrameSampler.iter_chunks` with the decoder-side resize, in the calling thread;
+- decoding every frame: a plain PyAV loop over every frame (FFmpeg's threads, no conversion), for comparison;
+- decode + RGB + resize alone: `VideoFrameSampler.iter_chunks` with the decoder-side resize, in the calling thread
+  (it leaves out the non-reference frames that no unit needs);
 - vision tower alone: the same preprocessed batches through `get_clip_features`;
 - `embed_video_frames` with decoding in series (`num_prefetched_chunks=0`) and overlapped with the tower (default);
 - the whole `pipeline(...)` call (text tower, detector and post-processing included);
 and the throughput ratio pipeline / vision tower alone (the issue's goal: >= 0.97 at 320x240, >= 0.95 at 720p).
-Every timed call follows a warm-up call on a 2 s clip.
+Decoding is reported as wall / CPU seconds. The tower, the overlapped embedding and the pipeline run in `--repeats`
+rounds, one after the other in each round, and their medians are reported; the ratio is the median of the rounds'
+own ratios, since a shared machine's speed drifts between rounds. Every timed call follows a warm-up call on a 2 s
+clip.
 
 Part 2 (memory, `--part memory`): peak RSS (`VmHWM`) of the whole pipeline, each length in a fresh subprocess, on
 320x240 5 fps videos of `--rss-minutes` minutes (default 5 and 60) sampled at 1 fps, with a ViT-B/16-*shaped* random
@@ -24,12 +29,14 @@ pool and the (fixed) frame buffers; 5 fps keeps decoding an hour cheap.
 
 Usage:
     python benchmarks/benchmark_pipeline.py --part throughput [--seconds 96] [--sizes 320x240,1280x720] [--threads 2]
+        [--repeats 3]
     python benchmarks/benchmark_pipeline.py --part memory [--rss-minutes 5,60] [--rss-layers 2] [--threads 2]
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,13 +116,18 @@ def build_detector(vision_config: dict, text_config: dict | None, sampling_fps: 
 
 
 def timed(function) -> tuple:
-    start = time.perf_counter()
+    """`(result, wall seconds, CPU seconds of this process)` of `function()`."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = function()
-    return result, time.perf_counter() - start
+    return result, time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def throughput_row(folder: str, width: int, height: int, seconds: float, sampling_fps: float, batch: int) -> dict:
-    """Seconds of every stage on one source size (see the module docstring)."""
+def throughput_row(
+    folder: str, width: int, height: int, seconds: float, sampling_fps: float, batch: int, repeats: int
+) -> dict:
+    """Seconds of every stage on one source size (see the module docstring); the tower, the overlapped embedding and
+    the pipeline are timed `repeats` times in turn (medians, and the median of the per-round pipeline / tower ratios)."""
+    import av
     import torch
 
     from zeetad_hf import VideoFrameSampler
@@ -135,49 +147,69 @@ def throughput_row(folder: str, width: int, height: int, seconds: float, samplin
         chunks = VideoFrameSampler(path, sampling_fps).iter_chunks(batch, frame_size)
         return [frames for frames, _ in chunks]
 
+    def decode_every_frame():
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # as the sampler decodes
+            return sum(1 for _ in container.decode(stream))
+
     def embed(video: str, num_prefetched_chunks: int):
         sampler = VideoFrameSampler(video, sampling_fps)
         return embed_video_frames(sampler, extractor, model.get_clip_features, batch, None, num_prefetched_chunks)
 
     with torch.inference_mode():
         decode()
-        chunks, decode_seconds = timed(decode)
+        chunks, decode_seconds, decode_cpu = timed(decode)
+        num_frames, every_frame_seconds, every_frame_cpu = timed(decode_every_frame)
         pixels = [extractor.preprocess_frames(frames) for frames in chunks]
         model.get_clip_features(pixels[0][:2])
-        _, tower_seconds = timed(lambda: [model.get_clip_features(batch_pixels) for batch_pixels in pixels])
-        row = {"source": f"{width}x{height}", "units": sum(len(frames) for frames in chunks)}
+        row = {"source": f"{width}x{height}", "units": sum(len(frames) for frames in chunks), "frames": num_frames}
         row["bitrate_mbit_s"] = os.path.getsize(path) * 8 / seconds / 1e6
-        row.update(decode_seconds=decode_seconds, tower_seconds=tower_seconds)
-        for name, num_prefetched_chunks in (("serial", 0), ("overlapped", 2)):
-            embed(warm_up_path, num_prefetched_chunks)
-            _, row[f"embed_{name}_seconds"] = timed(lambda: embed(path, num_prefetched_chunks))
+        row.update(decode=(decode_seconds, decode_cpu), every_frame=(every_frame_seconds, every_frame_cpu))
+        embed(warm_up_path, 0)
+        row["embed_serial"] = timed(lambda: embed(path, 0))[1]
+        embed(warm_up_path, 2)
         detector(warm_up_path, candidate_labels=LABELS, frame_batch_size=batch)
-        _, row["pipeline_seconds"] = timed(lambda: detector(path, candidate_labels=LABELS, frame_batch_size=batch))
+        rounds = []
+        for _ in range(repeats):
+            tower = timed(lambda: [model.get_clip_features(batch_pixels) for batch_pixels in pixels])[1]
+            overlapped = timed(lambda: embed(path, 2))[1]
+            whole = timed(lambda: detector(path, candidate_labels=LABELS, frame_batch_size=batch))[1]
+            rounds.append((tower, overlapped, whole, tower / whole))
+        tower, overlapped, whole, ratio = (statistics.median(values) for values in zip(*rounds))
+        row.update(tower=tower, embed_overlapped=overlapped, pipeline=whole, ratio=ratio)
+        row["ratios"] = [round_ratio for *_, round_ratio in rounds]
     return row
 
 
 def throughput(args) -> None:
     import torch
 
-    folder = tempfile.mkdtemp(prefix="zeetad-bench-")
     rows = []
-    for size in args.sizes.split(","):
-        width, height = (int(value) for value in size.split("x"))
-        rows.append(throughput_row(folder, width, height, args.seconds, args.sampling_fps, args.batch))
+    with tempfile.TemporaryDirectory(prefix="zeetad-bench-") as folder:
+        for size in args.sizes.split(","):
+            width, height = (int(value) for value in size.split("x"))
+            rows.append(
+                throughput_row(folder, width, height, args.seconds, args.sampling_fps, args.batch, args.repeats)
+            )
     print(
         f"{args.seconds:g} s videos at 30 fps sampled at {args.sampling_fps:g} fps; ViT-B/16-sized random vision tower, "
-        f"batch {args.batch}; {torch.get_num_threads()} torch threads; seconds for the whole video\n"
+        f"batch {args.batch}; {torch.get_num_threads()} torch threads; seconds for the whole video (decoding: wall / "
+        f"CPU seconds); tower, overlapped and pipeline: medians of {args.repeats} rounds\n"
     )
     print(
-        "| source | Mbit/s | units | decode + RGB + resize alone | vision tower alone | embed, decoding in series "
-        "| embed, decoding overlapped | whole pipeline | pipeline / tower throughput |"
+        "| source | Mbit/s | units | decoding every frame (plain PyAV) | decode + RGB + resize alone "
+        "| vision tower alone | embed, decoding in series | embed, decoding overlapped | whole pipeline "
+        "| pipeline / tower throughput (per round) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
+        rounds = ", ".join(f"{ratio:.2f}" for ratio in row["ratios"])
         print(
-            f"| {row['source']} | {row['bitrate_mbit_s']:.1f} | {row['units']} | {row['decode_seconds']:.2f} "
-            f"| {row['tower_seconds']:.2f} | {row['embed_serial_seconds']:.2f} | {row['embed_overlapped_seconds']:.2f} "
-            f"| {row['pipeline_seconds']:.2f} | **{row['tower_seconds'] / row['pipeline_seconds']:.3f}** |"
+            f"| {row['source']} | {row['bitrate_mbit_s']:.1f} | {row['units']} "
+            f"| {row['every_frame'][0]:.2f} / {row['every_frame'][1]:.2f} ({row['frames']} frames) "
+            f"| {row['decode'][0]:.2f} / {row['decode'][1]:.2f} | {row['tower']:.2f} | {row['embed_serial']:.2f} "
+            f"| {row['embed_overlapped']:.2f} | {row['pipeline']:.2f} | **{row['ratio']:.3f}** ({rounds}) |"
         )
 
 
@@ -190,7 +222,7 @@ def peak_rss_case(path: str, layers: int) -> dict:
     detector, _, _ = build_detector({**VIT_B16_SHAPE, "num_hidden_layers": layers}, text, sampling_fps=1.0)
     before = peak_rss_mib()
     with torch.inference_mode():
-        _, seconds = timed(lambda: detector(path, candidate_labels=LABELS, threshold=0.0))
+        _, seconds, _ = timed(lambda: detector(path, candidate_labels=LABELS, threshold=0.0))
     return {"seconds": seconds, "peak_rss_before_mib": before, "peak_rss_mib": peak_rss_mib()}
 
 
@@ -225,6 +257,7 @@ def main():
     parser.add_argument("--sizes", default="320x240,1280x720", help="comma-separated WIDTHxHEIGHT source sizes")
     parser.add_argument("--sampling-fps", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of tower / overlapped / pipeline timings")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--rss-minutes", default="5,60", help="comma-separated video lengths for the memory part")
     parser.add_argument("--rss-layers", type=int, default=2, help="layers of the ViT-B/16-shaped memory tower")

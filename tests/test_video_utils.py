@@ -12,7 +12,13 @@ import av
 import numpy as np
 import pytest
 
-from zeetad_hf.video_utils import VideoFrameSampler, probe_video, resize_rgb_frames, units_for_duration
+from zeetad_hf.video_utils import (
+    VideoFrameSampler,
+    _frames_around_sampled_times,
+    probe_video,
+    resize_rgb_frames,
+    units_for_duration,
+)
 
 
 CODE_BITS = 10
@@ -151,6 +157,45 @@ def test_variable_frame_rate_uses_presentation_times(tmp_path):
     # the video ends after its last frame (2.533 s + its display time): units up to that end show the last frame
     assert units == list(range(units_for_duration(sampler.duration, 2.0))) and codes[-1] == len(times) - 1
     assert 2.533 < sampler.duration < 2.6
+
+
+def decode_every_frame(path) -> dict[int, np.ndarray]:
+    """pts -> RGB frame of a plain PyAV decode of every frame (the reference for frame skipping)."""
+    with av.open(str(path)) as container:
+        return {frame.pts: frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)}
+
+
+@pytest.mark.parametrize("sampling_fps", [0.5, 1.0, 2.5, 7.5, 30.0])
+def test_frames_no_unit_can_get_are_left_undecoded_and_the_others_are_unchanged(tmp_path, sampling_fps):
+    # x264's default B-frames: at low sampling rates many frames are non-reference frames that no unit needs
+    fps, num_frames = 30, 300
+    path = write_video(tmp_path / "video.mp4", fps, num_frames)
+    every_frame = decode_every_frame(path)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # as the sampler decodes: the skip setting must reach FFmpeg's frame threads
+        frames = list(_frames_around_sampled_times(container, stream, Fraction(sampling_fps)))
+        frame_times = {frame.pts: (frame.pts - stream.start_time) * stream.time_base for frame in frames}
+    # every decoded frame is the full decode's frame at that time, in presentation order
+    assert list(frame_times) == sorted(frame_times)
+    for frame in frames:
+        np.testing.assert_array_equal(frame.to_ndarray(format="rgb24"), every_frame[frame.pts])
+    # the two frames around every unit centre (the only ones the nearest-frame rule compares) were decoded
+    all_times = [Fraction(index, fps) for index in range(num_frames)]
+    for unit in range(math.ceil(Fraction(num_frames, fps) * Fraction(sampling_fps))):
+        centre = (2 * unit + 1) / (2 * Fraction(sampling_fps))
+        before = [time for time in all_times if time < centre][-1:]
+        after = [time for time in all_times if time >= centre][:1]
+        assert set(before + after) <= set(frame_times.values()), unit
+    # the last frame (it sets the decoded duration); and the skipping is real at low rates
+    assert max(frame_times.values()) == all_times[-1]
+    if sampling_fps == fps:
+        assert len(frames) == num_frames
+    else:
+        assert len(frames) < (0.7 if sampling_fps <= 2.5 else 1) * num_frames
+    # through the sampler: each unit's frame is the nearest one, as with every frame decoded
+    units, codes = sampled_codes(VideoFrameSampler(path, sampling_fps))
+    assert codes == [nearest_frame(all_times, (2 * unit + 1) / (2 * Fraction(sampling_fps))) for unit in units]
 
 
 def test_path_file_object_and_raw_frames_agree(tmp_path):
