@@ -285,6 +285,38 @@ def test_tiny_training_run_writes_model_and_results(tmp_path, tokenizer, fresh_a
     assert {item["label"] for video in predictions.values() for item in video} <= set(UNSEEN)
 
 
+def test_evaluating_every_second_epoch_trains_the_same_model(tmp_path, tokenizer, fresh_accelerator_state):
+    train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data")
+    runs = {}
+    for every in (1, 2):
+        model, processor = tiny_model_and_processor(tokenizer, dropout=0.1)  # dropout: the global generator is used
+        args = ZeetadTrainingArguments(
+            output_dir=str(tmp_path / f"every_{every}"),
+            per_device_train_batch_size=2,
+            num_train_epochs=3,
+            learning_rate=1e-3,
+            max_units=32,
+            eval_every_n_epochs=every,
+            use_cpu=True,
+            seed=3,
+        )
+        runs[every] = (train(model, processor, train_dataset, eval_dataset, SEEN, UNSEEN, args), model.state_dict())
+    (every_epoch, every_epoch_weights), (every_second, every_second_weights) = runs[1], runs[2]
+    # epochs 2 (the second) and 3 (the last) are evaluated, the first only records its loss
+    assert ["eval_unseen" in record for record in every_second["epochs"]] == [False, True, True]
+    assert all("eval_unseen" in record for record in every_epoch["epochs"])
+    # the same training: every loss, the final weights and the results of the evaluated epochs
+    for name, tensor in every_epoch_weights.items():
+        torch.testing.assert_close(every_second_weights[name], tensor, rtol=0, atol=0)
+    assert [record["train_loss"] for record in every_second["epochs"]] == [
+        record["train_loss"] for record in every_epoch["epochs"]
+    ]
+    assert every_second["epochs"][1:] == every_epoch["epochs"][1:]
+    assert every_second["eval_unseen_average_mAP"] == every_epoch["eval_unseen_average_mAP"]
+    with pytest.raises(ValueError, match="eval_every_n_epochs"):
+        ZeetadTrainingArguments(output_dir=str(tmp_path / "bad"), eval_every_n_epochs=0)
+
+
 def test_heldout_selection_and_windowed_evaluation(tmp_path, tokenizer, fresh_accelerator_state):
     train_dataset, eval_dataset = synthetic_datasets(tmp_path / "data", num_train=6, num_eval=2)
     model, processor = tiny_model_and_processor(tokenizer)

@@ -158,6 +158,9 @@ class QuickstartSettings:
             "per_device_eval_batch_size": 8,
             "learning_rate": 1e-3,
             "num_train_epochs": 12,
+            # evaluated after the last epoch only (the table reads the last epoch): the same models and table as with
+            # an evaluation after every epoch (evaluating draws no random numbers), ~15% less CPU per variant
+            "eval_every_n_epochs": 12,
             "num_warmup_steps": 10,
             "weight_decay": 0.01,
             "use_cpu": True,

@@ -9,8 +9,9 @@ Zero-shot protocol (strict, see the package README):
 
 - training batches hold seen-class annotations only and the class prompts are the seen-class names; [`train`] refuses
   a training set with any other label;
-- each epoch ends with an evaluation on the unseen classes (prompts = unseen-class names, ground truth restricted to
-  them, every video of the evaluation set scored). It is reported only: nothing in the loop reads it;
+- every `eval_every_n_epochs`-th epoch and the last end with an evaluation on the unseen classes (prompts =
+  unseen-class names, ground truth restricted to them, every video of the evaluation set scored). It is reported only:
+  nothing in the loop reads it;
 - the saved model is the one of the last epoch, or, with `heldout_percentage > 0`, the epoch with the best mAP on a
   held-out part of the *training* videos, scored on the *seen* classes (no test data in the selection).
 
@@ -243,6 +244,14 @@ class ZeetadTrainingArguments:
             "videos holding it; needs the evaluation set with its seen-class annotations."
         },
     )
+    eval_every_n_epochs: int = field(
+        default=1,
+        metadata={
+            "help": "Evaluate after every N-th epoch and after the last one; the other epochs only record their "
+            "training loss, and `heldout_percentage` selects among the evaluated epochs. Evaluating draws no random "
+            "numbers, so the training and the last epoch's results are the same for every N."
+        },
+    )
     heldout_percentage: float = field(
         default=0.0,
         metadata={
@@ -296,7 +305,12 @@ class ZeetadTrainingArguments:
         return self.hub_model_id or os.path.basename(os.path.abspath(self.output_dir))
 
     def __post_init__(self):
-        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        for name in (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+            "eval_every_n_epochs",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         for name in (
@@ -1118,7 +1132,7 @@ def train(
             accelerator, args.output_dir, name, trainer_state, args.checkpoints_total_limit, last_predictions, protocol
         )
 
-    # 5. Train; evaluate after every epoch
+    # 5. Train; evaluate after every `eval_every_n_epochs`-th epoch and after the last
     debug_log = {
         "num_processes": accelerator.num_processes,
         "process_index": accelerator.process_index,
@@ -1169,24 +1183,26 @@ def train(
 
             loss_sum, num_batches = _collective(accelerator, loss_totals, accelerator.reduce).tolist()
             record = {"epoch": epoch, "completed_steps": completed_steps, "train_loss": loss_sum / max(num_batches, 1)}
-            predictions = _evaluate_epoch(
-                model, evaluation_sets, accelerator, args, tiou_thresholds, record, debug_log
-            )
-            last_predictions = predictions["eval_unseen"]
-            history.append(record)
             last_epoch = epoch == num_epochs - 1 or completed_steps >= max_train_steps
-            best = _select_epoch(
-                record,
-                predictions,
-                best,
-                last_epoch,
-                model,
-                processor,
-                evaluation_sets[0],
-                seen_classes,
-                accelerator,
-                args,
-            )
+            if last_epoch or (epoch + 1) % args.eval_every_n_epochs == 0:
+                predictions = _evaluate_epoch(
+                    model, evaluation_sets, accelerator, args, tiou_thresholds, record, debug_log
+                )
+                last_predictions = predictions["eval_unseen"]
+                best = _select_epoch(
+                    record,
+                    predictions,
+                    best,
+                    last_epoch,
+                    model,
+                    processor,
+                    evaluation_sets[0],
+                    seen_classes,
+                    accelerator,
+                    args,
+                )
+            _log_epoch(record, accelerator, args)
+            history.append(record)
             loss_totals.zero_()
             if args.checkpointing_steps == "epoch":
                 checkpoint_now(f"epoch_{epoch}", epoch + 1)
@@ -1259,17 +1275,8 @@ def _select_epoch(
     accelerator: Accelerator,
     args: ZeetadTrainingArguments,
 ) -> dict | None:
-    """Log the epoch, save the model when its held-out seen-class mAP is the best so far, and measure the
+    """Save the model when the evaluated epoch's held-out seen-class mAP is the best so far, and measure the
     open-vocabulary behaviour of an epoch that may end up selected. Returns the (possibly new) best epoch."""
-    unseen_map = record["eval_unseen"]["average_mAP"]
-    logger.info(
-        f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, unseen-class average mAP {unseen_map:.4f}"
-    )
-    if args.with_tracking:
-        accelerator.log(
-            {"epoch_train_loss": record["train_loss"], "eval_unseen_average_mAP": unseen_map},
-            step=record["completed_steps"],
-        )
     new_best = "heldout_seen" in record and (best is None or record["heldout_seen"]["average_mAP"] > best["metric"])
     if new_best:
         best = {"epoch": record["epoch"], "metric": record["heldout_seen"]["average_mAP"]}
@@ -1288,6 +1295,18 @@ def _select_epoch(
             model, unseen_evaluation, predictions["eval_unseen"], seen_classes, processor, accelerator, args
         )
     return best
+
+
+def _log_epoch(record: dict, accelerator: Accelerator, args: ZeetadTrainingArguments) -> None:
+    """Log an epoch's training loss and, when it was evaluated, its unseen-class average mAP."""
+    logged = {"epoch_train_loss": record["train_loss"]}
+    message = f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}"
+    if "eval_unseen" in record:
+        logged["eval_unseen_average_mAP"] = record["eval_unseen"]["average_mAP"]
+        message += f", unseen-class average mAP {logged['eval_unseen_average_mAP']:.4f}"
+    logger.info(message)
+    if args.with_tracking:
+        accelerator.log(logged, step=record["completed_steps"])
 
 
 def _results_writer(results: dict[str, Any], config, args: ZeetadTrainingArguments, model_card) -> Callable:
