@@ -41,11 +41,12 @@ def read_code(frame: np.ndarray) -> int:
     return sum(1 << bit for bit, value in enumerate(bars) if value > 128)
 
 
-def write_video(path, fps, num_frames: int, times=None, faststart: bool = False):
-    """Write an H.264 mp4 whose frame `k` shows `k`; `times` (Fractions of a second) give a variable frame rate."""
+def write_video(path, fps, num_frames: int, times=None, faststart: bool = False, codec: str = "libx264"):
+    """Write a video (H.264 mp4 unless the suffix and `codec` say otherwise) whose frame `k` shows `k`; `times`
+    (Fractions of a second) give a variable frame rate."""
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = FRAME_WIDTH, FRAME_HEIGHT, "yuv420p"
         if times is not None:
             stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
@@ -195,6 +196,26 @@ def test_frames_no_unit_can_get_are_left_undecoded_and_the_others_are_unchanged(
         assert len(frames) < (0.7 if sampling_fps <= 2.5 else 1) * num_frames
     # through the sampler: each unit's frame is the nearest one, as with every frame decoded
     units, codes = sampled_codes(VideoFrameSampler(path, sampling_fps))
+    assert codes == [nearest_frame(all_times, (2 * unit + 1) / (2 * Fraction(sampling_fps))) for unit in units]
+
+
+@pytest.mark.parametrize(
+    ("file_name", "codec"),
+    [("video.mkv", "libx264"), ("video.ts", "libx264"), ("video.mkv", "libx265"), ("video.webm", "libvpx-vp9")],
+    ids=["h264-matroska", "h264-mpegts", "hevc-matroska", "vp9-webm"],
+)
+def test_frame_skipping_in_other_containers_and_codecs(tmp_path, file_name, codec):
+    fps, num_frames, sampling_fps = 30, 240, 1.0
+    path = write_video(tmp_path / file_name, fps, num_frames, codec=codec)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        num_decoded = sum(1 for _ in _frames_around_sampled_times(container, stream, Fraction(sampling_fps)))
+    # B-frames (H.264, HEVC) are left out where no unit needs them; VP9 as written here has none to leave out
+    assert num_decoded == num_frames if codec == "libvpx-vp9" else num_decoded < 0.7 * num_frames
+    all_times = [Fraction(index, fps) for index in range(num_frames)]
+    units, codes = sampled_codes(VideoFrameSampler(path, sampling_fps))
+    assert units == list(range(8))
     assert codes == [nearest_frame(all_times, (2 * unit + 1) / (2 * Fraction(sampling_fps))) for unit in units]
 
 
