@@ -1,5 +1,6 @@
 # Copyright 2026 The zeetad_hf authors. Licensed under the MIT license.
-"""Train ZEETAD on the seen classes of one zero-shot split and evaluate it on the unseen classes after every epoch.
+"""Train ZEETAD on the seen classes of one zero-shot split and evaluate it on the unseen classes after every epoch (or
+every `--eval_every_n_epochs`-th and the last).
 
 Usage: `python examples/train.py [config.json] [--flag value ...]`. The optional first argument is a JSON object of
 flags (e.g. examples/configs/thumos14_i3d_clip.json); the flags after it override its values (see examples/README.md).

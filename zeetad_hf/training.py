@@ -1024,11 +1024,12 @@ def train(
     model_card: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     r"""
-    Train ZEETAD on the seen classes of a zero-shot split and evaluate it on the unseen classes after every epoch.
+    Train ZEETAD on the seen classes of a zero-shot split and evaluate it on the unseen classes after every epoch (or
+    every `args.eval_every_n_epochs`-th and the last).
 
     Writes to `args.output_dir`: resumable checkpoints `step_<n>` / `epoch_<n>` (published atomically), the selected
-    model (`save_pretrained`) with the processor, `all_results.json` (per-epoch training loss and unseen-class mAP,
-    the selected epoch and its results) and `eval_predictions.json` (the selected model's unseen-class detections, in
+    model (`save_pretrained`) with the processor, `all_results.json` (per-epoch training loss, the evaluated epochs'
+    unseen-class mAP, the selected epoch and its results) and `eval_predictions.json` (the selected model's unseen-class detections, in
     the ActivityNet submission format, for `examples/evaluate.py`). The model, processor, results, detections and
     card appear together at the end, in one rename of the whole folder (its other content, e.g. the checkpoints, is
     carried over by hard links): until then the folder holds the previous run's files, if any, unchanged, and a kill
