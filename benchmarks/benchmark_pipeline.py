@@ -126,7 +126,7 @@ def throughput_row(
     folder: str, width: int, height: int, seconds: float, sampling_fps: float, batch: int, repeats: int
 ) -> dict:
     """Seconds of every stage on one source size (see the module docstring); the tower, the overlapped embedding and
-    the pipeline are timed `repeats` times in turn (medians, and the median of the per-round pipeline / tower ratios)."""
+    the pipeline are timed `repeats` times in turn (medians, and the median of the rounds' pipeline / tower ratios)."""
     import av
     import torch
 

@@ -1029,12 +1029,12 @@ def train(
 
     Writes to `args.output_dir`: resumable checkpoints `step_<n>` / `epoch_<n>` (published atomically), the selected
     model (`save_pretrained`) with the processor, `all_results.json` (per-epoch training loss, the evaluated epochs'
-    unseen-class mAP, the selected epoch and its results) and `eval_predictions.json` (the selected model's unseen-class detections, in
-    the ActivityNet submission format, for `examples/evaluate.py`). The model, processor, results, detections and
-    card appear together at the end, in one rename of the whole folder (its other content, e.g. the checkpoints, is
-    carried over by hard links): until then the folder holds the previous run's files, if any, unchanged, and a kill
-    at any moment leaves the previous folder or the new one. The last evaluation's detections travel in the
-    checkpoints instead.
+    unseen-class mAP, the selected epoch and its results) and `eval_predictions.json` (the selected model's
+    unseen-class detections, in the ActivityNet submission format, for `examples/evaluate.py`). The model, processor,
+    results, detections and card appear together at the end, in one rename of the whole folder (its other content,
+    e.g. the checkpoints, is carried over by hard links): until then the folder holds the previous run's files, if
+    any, unchanged, and a kill at any moment leaves the previous folder or the new one. The last evaluation's
+    detections travel in the checkpoints instead.
 
     Checked before the first step: the feature files' headers (present, 2-D, as many units as their rows say, as
     wide as the model takes) and that `output_dir` is writable; what interrupted saves left there (`.tmp-*`) is
