@@ -328,6 +328,10 @@ def test_soft_nms_min_score_only_applies_after_a_decay():
     assert class_ids.tolist() == [1, 0]
     torch.testing.assert_close(scores, torch.tensor([0.3, 0.0005]))
     assert segments.tolist() == [[0.0, 1.0], [0.0, 1.0]]
+    # class-agnostic (block selection): every score below `min_score`, the first pick is still kept
+    segments, scores, _ = run_nms([[5.0, 6.0], [0.0, 1.0]], [0.0004, 0.0005], multiclass=False, min_score=0.001)
+    torch.testing.assert_close(scores, torch.tensor([0.0005]))
+    assert segments.tolist() == [[0.0, 1.0]]
 
 
 def test_soft_nms_classes_are_independent():
@@ -663,6 +667,8 @@ NMS_OPTIONS = [
     {"multiclass": False, "use_soft_nms": True, "sigma": 0.75, "min_score": 0.001, "max_segments": 100},
     {"multiclass": False, "use_soft_nms": True, "sigma": 0.75, "min_score": 0.001, "max_segments": 1000},
     {"multiclass": False, "use_soft_nms": True, "sigma": 0.5, "min_score": 0.1, "max_segments": 1000},
+    # decays of heavily overlapping segments underflow to 0
+    {"multiclass": False, "use_soft_nms": True, "sigma": 0.008, "min_score": 0.001, "max_segments": 1000},
     {"multiclass": False, "use_soft_nms": False, "iou_threshold": 0.3, "min_score": 0.2, "max_segments": 1000},
     {"multiclass": False, "voting_threshold": 0.9, "voting_weight": "score_iou", "max_segments": 100},
     {"multiclass": False, "voting_threshold": 0.75, "voting_weight": "score", "max_segments": 100},
@@ -670,9 +676,11 @@ NMS_OPTIONS = [
 ]
 
 
-@pytest.fixture(params=["lockstep", "best_first"])
+@pytest.fixture(params=["lockstep", "best_first_or_block"])
 def selection_strategy(request, monkeypatch):
-    """Force every call through one of the two fast paths (each falls back to the working-order path on a tie)."""
+    """Force every call through lockstep selection, or none through it: then one group of Soft-NMS with non-negative
+    scores goes through block selection, anything else through best-first selection (each fast path falls back to the
+    working-order path on a tie)."""
     use_lockstep = request.param == "lockstep"
     monkeypatch.setattr(segment_utils, "_LOCKSTEP_MIN_GROUPS", 1 if use_lockstep else 1 << 30)
     monkeypatch.setattr(segment_utils, "_LOCKSTEP_MIN_FILL", 0.0)
@@ -709,9 +717,15 @@ def test_selection_paths_agree(use_soft_nms, num_classes):
     _, group_ids = np.unique(class_ids.numpy(), return_inverse=True)
     inputs = (segments[:, 0].numpy(), segments[:, 1].numpy(), scores.numpy(), group_ids, int(group_ids.max()) + 1)
     options = {"use_soft_nms": use_soft_nms, "sigma": 0.5, "min_score": 0.01, "iou_threshold": 0.3}
+    block_options = {"sigma": 0.5, "min_score": 0.01}
     for max_selections in (1, 10, 60, 1000):
         results = [
             segment_utils._lockstep_selection(*inputs, max_selections=max_selections, **options),
+            *(
+                [segment_utils._block_selection(*inputs[:3], max_selections=max_selections, **block_options)]
+                if num_classes == 1 and use_soft_nms
+                else []
+            ),
             segment_utils._best_first_selection(
                 *inputs, max_selections=max_selections, track_working_order=False, **options
             ),
@@ -723,7 +737,7 @@ def test_selection_paths_agree(use_soft_nms, num_classes):
         for selected, selected_scores in results:
             order = torch.sort(torch.from_numpy(selected_scores), descending=True).indices[:max_selections].numpy()
             final_lists.append((selected[order].tolist(), selected_scores[order].tolist()))
-        assert final_lists[0] == final_lists[1] == final_lists[2]
+        assert all(final_list == final_lists[0] for final_list in final_lists[1:])
     # a class whose candidates all share the highest score
     tied_scores = inputs[2].copy()
     tied_scores[group_ids == group_ids[0]] = 1.0
@@ -733,6 +747,45 @@ def test_selection_paths_agree(use_soft_nms, num_classes):
         segment_utils._best_first_selection(*tied_inputs, max_selections=10, track_working_order=False, **options)
         is None
     )
+    if num_classes == 1 and use_soft_nms:
+        assert segment_utils._block_selection(*tied_inputs[:3], max_selections=10, **block_options) is None
+
+
+def test_block_selection_ties_at_the_block_boundary_and_scores_below_min_score():
+    block_size = segment_utils._BLOCK_SIZE
+    # disjoint segments with distinct scores fill the block but for its last member; that member and the best score
+    # outside the block tie at 0.3 on two overlapping segments; then a segment below `min_score` that overlaps nothing
+    starts = [10.0 * index for index in range(block_size - 1)] + [5000.0, 5001.0, 6000.0]
+    scores = [0.9 - 0.01 * index for index in range(block_size - 1)] + [0.3, 0.3, 0.005]
+    segments = [[start, start + 1.0] if start < 5000 else [start, start + 10.0] for start in starts]
+    for order in ([block_size - 1, block_size], [block_size, block_size - 1]):
+        # both orders of the tied pair: the reference selects the first in its working order
+        permutation = [*range(block_size - 1), *order, block_size + 1]
+        inputs = (
+            np.array([segments[index][0] for index in permutation], dtype=np.float32),
+            np.array([segments[index][1] for index in permutation], dtype=np.float32),
+            np.array([scores[index] for index in permutation], dtype=np.float32),
+        )
+        # the tie straddles the block boundary: block selection leaves it to the working order
+        assert segment_utils._block_selection(*inputs, max_selections=100, sigma=0.5, min_score=0.01) is None
+        check_against_oracle(
+            torch.tensor([segments[index] for index in permutation]),
+            torch.tensor([scores[index] for index in permutation]),
+            torch.zeros(len(permutation), dtype=torch.long),
+            {"multiclass": False, "sigma": 0.5, "min_score": 0.01},
+            min_kept=block_size + 1,
+        )
+    # without the tie (0.3 and 0.31), and with the score below `min_score` dropped at the first selection, it decides
+    # every selection itself: the reference's list, without the segment below `min_score`
+    untied_scores = np.array(scores[:-3] + [0.31, 0.3, 0.005], dtype=np.float32)
+    starts_array = np.array(starts, dtype=np.float32)
+    ends_array = np.array([segment[1] for segment in segments], dtype=np.float32)
+    selected, selected_scores = segment_utils._block_selection(
+        starts_array, ends_array, untied_scores, max_selections=100, sigma=0.5, min_score=0.01
+    )
+    expected = _reference_soft_nms(segments, untied_scores.tolist(), sigma=0.5, min_score=0.01)
+    assert selected.tolist() == [index for index, _ in expected] and block_size + 1 not in selected.tolist()
+    assert_within_one_ulp(torch.from_numpy(selected_scores), [score for _, score in expected])
 
 
 def check_against_oracle(segments, scores, class_ids, options: dict, min_kept: int) -> None:
