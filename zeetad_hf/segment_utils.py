@@ -787,15 +787,15 @@ def batched_nms(
     - The final sort is torch's unstable sort, as in the reference: from 17 detections on, tied scores come out in the
       order that sort produces for the reference's list (reproduced exactly whenever a tie can matter).
 
-    Speed: Python loops once per selection (or per step of all classes), each time a few NumPy operations on the
-    segments that can overlap the selection, never per candidate. Only about `max_segments + 1` selections are made
-    (the reference makes all of them): when none of them are tied, the final order is already decided. With 4 or more
-    classes of similar size, all classes advance together, one selection each per step, so the loop runs about as
-    often as the largest contribution of one class to the result. Soft-NMS of a single class (or class-agnostic) with
-    non-negative scores selects in rounds: while the best decayed score among the 48 highest stays above every score
-    outside them, it is the next selection, so one round of array operations makes about 10 selections. The path that
+    Speed: no Python loop runs per candidate; each iteration is a few NumPy operations on the segments that can
+    overlap a selection. Only about `max_segments + 1` selections are made (the reference makes all of them): when none
+    of them are tied, the final order is already decided. With 4 or more classes of similar size, all classes advance
+    together, one selection each per step, so the loop runs about as often as the largest contribution of one class
+    to the result. Soft-NMS of a single class (or class-agnostic) with non-negative scores selects in rounds: while the
+    best decayed score among the 48 highest stays above every score outside them, it is the next selection, so one
+    round of array operations makes about 10 selections. Otherwise one iteration makes one selection. The path that
     replays the working order only runs when a class holds two equal highest scores. No torch operator runs inside the
-    loop, so torch's thread count and a busy machine do not slow it down.
+    loops, so torch's thread count and a busy machine do not slow them down.
 
     Args:
         segments (`torch.Tensor` of shape `(num_candidates, 2)`):
