@@ -478,6 +478,9 @@ def test_float64_input_gives_float32_output():
         ((torch.zeros(3, 2), torch.zeros(3), torch.zeros(3, 1, dtype=torch.long)), {}, "class_ids"),
         ((torch.zeros(3, 2), torch.zeros(3), torch.zeros(3)), {}, "class_ids"),
         ((torch.zeros(1, 2), torch.tensor([float("nan")]), torch.zeros(1, dtype=torch.long)), {}, "scores"),
+        ((torch.tensor([[0.0, float("nan")]]), torch.zeros(1), torch.zeros(1, dtype=torch.long)), {}, "segments"),
+        ((torch.tensor([[float("-inf"), 1.0]]), torch.zeros(1), torch.zeros(1, dtype=torch.long)), {}, "segments"),
+        ((torch.tensor([[0.0, 1.0], [2.0, 1.5]]), torch.zeros(2), torch.zeros(2, dtype=torch.long)), {}, "segments"),
         ((torch.zeros(1, 2), torch.zeros(1), torch.zeros(1, dtype=torch.long)), {"sigma": 0.0}, "sigma"),
         ((torch.zeros(1, 2), torch.zeros(1), torch.zeros(1, dtype=torch.long)), {"max_segments": 0}, "max_segments"),
         (

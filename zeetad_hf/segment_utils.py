@@ -799,7 +799,7 @@ def batched_nms(
 
     Args:
         segments (`torch.Tensor` of shape `(num_candidates, 2)`):
-            Candidate `(start, end)` segments with `start <= end`, in any unit (grid units or seconds).
+            Candidate `(start, end)` segments, finite, with `start <= end`, in any unit (grid units or seconds).
         scores (`torch.Tensor` of shape `(num_candidates,)`):
             Candidate confidence scores, finite.
         class_ids (`torch.Tensor` of shape `(num_candidates,)`):
@@ -853,6 +853,10 @@ def batched_nms(
     all_scores = scores.detach().to(device="cpu", dtype=torch.float32).numpy()
     if not np.isfinite(all_scores).all():
         raise ValueError("`scores` must be finite")
+    if not np.isfinite(all_segments).all():
+        raise ValueError("`segments` must be finite")
+    if not (all_segments[:, 0] <= all_segments[:, 1]).all():
+        raise ValueError("`segments` must have start <= end")
     # hard NMS never changes scores, so its score filter can run first; voting still averages over every candidate
     score_filter = np.ones(num_candidates, dtype=bool) if use_soft_nms else all_scores > np.float32(min_score)
     candidates = np.flatnonzero(score_filter)
