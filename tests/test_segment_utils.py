@@ -791,6 +791,35 @@ def test_block_selection_ties_at_the_block_boundary_and_scores_below_min_score()
     assert_within_one_ulp(torch.from_numpy(selected_scores), [score for _, score in expected])
 
 
+@pytest.mark.parametrize("pairs_per_update", [0, segment_utils._PAIRS_PER_UPDATE])
+def test_block_selection_of_short_segments_behind_a_long_one(pairs_per_update, monkeypatch):
+    # a long first segment widens every window (slots from the first whose running maximum end passes a start), so
+    # the windows of a round's selections overlap; decaying their span at once computes many empty pairs, and with
+    # `pairs_per_update=0` they are decayed one selection at a time instead; with the long one gone, far-apart
+    # selections are decayed together
+    monkeypatch.setattr(segment_utils, "_PAIRS_PER_UPDATE", pairs_per_update)
+    generator = torch.Generator().manual_seed(5)
+    starts = torch.rand(3000, generator=generator) * 600
+    ends = starts + torch.rand(3000, generator=generator) * 2 + 0.05
+    starts[0], ends[0] = 0.0, 400.0
+    scores = torch.randperm(3000, generator=generator).float().add(1).div(3001)
+    inputs = (starts.numpy(), ends.numpy(), scores.numpy())
+    for max_selections in (100, 3000):
+        options = {"max_selections": max_selections, "sigma": 0.5, "min_score": 0.001}
+        selected, selected_scores = segment_utils._block_selection(*inputs, **options)
+        expected, expected_scores = segment_utils._best_first_selection(
+            *inputs,
+            np.zeros(3000, dtype=np.int64),
+            1,
+            **options,
+            use_soft_nms=True,
+            iou_threshold=0.1,
+            track_working_order=True,
+        )
+        assert selected.tolist() == expected.tolist()
+        assert selected_scores.tobytes() == expected_scores.tobytes()
+
+
 def check_against_oracle(segments, scores, class_ids, options: dict, min_kept: int) -> None:
     out_segments, out_scores, out_class_ids = batched_nms(segments, scores, class_ids, **options)
     defaults = {"use_soft_nms": True, "sigma": 0.5, "min_score": 0.001, "iou_threshold": 0.1, "max_segments": 200}

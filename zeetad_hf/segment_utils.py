@@ -231,6 +231,9 @@ _LOCKSTEP_MIN_FILL = 0.25
 # 32 / 48 / 64 / 96 on class-agnostic candidates like the benchmark's, seeds 10 and 11 (1k-5k candidates; the benchmark
 # reports seeds 0-2).
 _BLOCK_SIZE = 48
+# One more array operation over a window costs about as much as computing this many more (selection, slot) pairs in
+# one (~30 us of NumPy calls at ~10 ns per pair).
+_PAIRS_PER_UPDATE = 3000
 
 
 def _nms_iou(
@@ -575,6 +578,101 @@ def _lockstep_selection(
     return slot_candidates[selected_slots[concatenation_order]], selected_scores[concatenation_order]
 
 
+def _window_updates(begins: list[int], ends: list[int]) -> tuple[list[tuple[list[int], slice]], list[int]]:
+    """Plan the decays of a round's selections, whose slot windows are `[begin, end)`, so that every slot is decayed by
+    the selections whose window holds it, in the order they were made (ascending).
+
+    Returns `(dense, alone)`. Selections whose windows overlap form a group: one `(selections, window)` entry of
+    `dense` over the window spanning theirs or, when that would compute far more pairs than their own windows hold
+    (short segments in a long span), one entry per selection, in order. `alone` lists the selections whose window
+    overlaps no other's: each of their slots takes one decay, so they can all be applied at once. Groups share no
+    slot. Empty windows are left out.
+    """
+    groups = []
+    for index in sorted(range(len(begins)), key=begins.__getitem__):
+        begin, end = begins[index], ends[index]
+        if begin >= end:
+            continue
+        if groups and begin < groups[-1][2]:
+            groups[-1][0].append(index)
+            groups[-1][2] = max(groups[-1][2], end)
+        else:
+            groups.append([[index], begin, end])
+    dense, alone = [], []
+    for rows, begin, end in groups:
+        rows.sort()
+        if len(rows) == 1:
+            alone.append(rows[0])
+        elif len(rows) * (end - begin) <= sum(ends[row] - begins[row] for row in rows) + _PAIRS_PER_UPDATE * (
+            len(rows) - 1
+        ):
+            dense.append((rows, slice(begin, end)))
+        else:
+            dense.extend(([row], slice(begins[row], ends[row])) for row in rows)
+    return dense, alone
+
+
+def _decay_window(
+    slot_scores: np.ndarray,
+    slot_segments: tuple[np.ndarray, np.ndarray, np.ndarray],
+    selected_segments: tuple[np.ndarray, np.ndarray, np.ndarray],
+    window: slice,
+    sigma: np.float32,
+    min_score: np.float32,
+) -> None:
+    """Decay the slots of `window` by every selected segment (`(starts, ends, lengths)`, in selection order) and remove
+    those that fall below `min_score` (in place)."""
+    slot_starts, slot_ends, slot_lengths = slot_segments
+    window_segments = (slot_starts[window], slot_ends[window], slot_lengths[window])
+    if selected_segments[0].size == 1:
+        # one selection: scalars against the window (NumPy's broadcasting of a `(1, 1)` array is slower)
+        decays = _gaussian_decay(
+            _nms_iou(*(coordinates[0] for coordinates in selected_segments), *window_segments), sigma
+        )
+        window_scores = slot_scores[window] * decays
+    else:
+        # num_selected, window_size
+        decays = _gaussian_decay(
+            _nms_iou(*(coordinates[:, None] for coordinates in selected_segments), *window_segments), sigma
+        )
+        # in selection order, as the reference: a reduction over the first axis multiplies one row after the other
+        decays[0] *= slot_scores[window]
+        window_scores = np.multiply.reduce(decays, axis=0)
+    # `>=` is False for NaN: a removed slot times a decay that underflowed to 0
+    window_scores[~(window_scores >= min_score)] = _NEGATIVE_INFINITY
+    slot_scores[window] = window_scores
+
+
+def _decay_separate_windows(
+    slot_scores: np.ndarray,
+    slot_segments: tuple[np.ndarray, np.ndarray, np.ndarray],
+    selected_segments: tuple[np.ndarray, np.ndarray, np.ndarray],
+    begins: np.ndarray,
+    ends: np.ndarray,
+    sigma: np.float32,
+    min_score: np.float32,
+) -> None:
+    """[`_decay_window`] for selections whose windows `[begins, ends)` do not overlap, all at once: one decay per slot,
+    gathered into one array of (selection, slot) pairs."""
+    sizes = ends - begins
+    # num_pairs: the selection and the slot of every pair
+    pair_selections = np.repeat(np.arange(sizes.size), sizes)
+    pair_slots = np.arange(pair_selections.size) + np.repeat(begins - (np.cumsum(sizes) - sizes), sizes)
+    slot_starts, slot_ends, slot_lengths = slot_segments
+    selected_starts, selected_ends, selected_lengths = selected_segments
+    iou = _nms_iou(
+        selected_starts[pair_selections],
+        selected_ends[pair_selections],
+        selected_lengths[pair_selections],
+        slot_starts[pair_slots],
+        slot_ends[pair_slots],
+        slot_lengths[pair_slots],
+    )
+    pair_scores = slot_scores[pair_slots] * _gaussian_decay(iou, sigma)
+    pair_scores[~(pair_scores >= min_score)] = _NEGATIVE_INFINITY
+    slot_scores[pair_slots] = pair_scores
+
+
 def _block_selection(
     starts: np.ndarray,
     ends: np.ndarray,
@@ -594,8 +692,8 @@ def _block_selection(
     Decays only lower non-negative scores, so nothing outside the block can rise above that score: as long as the best
     decayed score inside the block is strictly higher, it is the next selection, and the block's own pairwise decays
     are all that is needed to find it. The round's selections then decay every slot they can overlap (candidates
-    sorted by start: one window spanning all of them), in selection order, which makes every score exact again. About
-    10 rounds make 100 selections, where [`_best_first_selection`] runs one iteration per selection.
+    sorted by start, windows planned by [`_window_updates`]), in selection order, which makes every score exact again.
+    About 10 rounds make 100 selections, where [`_best_first_selection`] runs one iteration per selection.
     """
     sigma, min_score = np.float32(sigma), np.float32(min_score)
     highest = np.maximum.reduce
@@ -619,11 +717,9 @@ def _block_selection(
         else:
             block, outside_best = np.arange(num_slots), _NEGATIVE_INFINITY
         block_scores = slot_scores[block]
-        block_starts, block_ends, block_lengths = slot_starts[block], slot_ends[block], slot_lengths[block]
+        block_segments = (slot_starts[block], slot_ends[block], slot_lengths[block])
         # block_size, block_size: row i decays every block member when member i is selected
-        block_iou = _nms_iou(
-            block_starts[:, None], block_ends[:, None], block_lengths[:, None], block_starts, block_ends, block_lengths
-        )
+        block_iou = _nms_iou(*(coordinates[:, None] for coordinates in block_segments), *block_segments)
         block_decays = _gaussian_decay(block_iou, sigma)
         round_selections = []
         while True:
@@ -650,40 +746,28 @@ def _block_selection(
         slot_scores[round_slots] = _NEGATIVE_INFINITY
         if len(selected_scores) == max_selections:
             break
-        # slots that can overlap a selection: from the first whose running maximum end passes the earliest selected
-        # start to the last that starts before the latest selected end
-        window_begin = int(running_max_ends.searchsorted(np.minimum.reduce(slot_starts[round_slots]), side="right"))
-        window_end = int(slot_starts.searchsorted(highest(slot_ends[round_slots])))
-        if window_begin < window_end:
-            window = slice(window_begin, window_end)
-            # num_round_selections, window_size
-            decays = _gaussian_decay(
-                _nms_iou(
-                    slot_starts[round_slots, None],
-                    slot_ends[round_slots, None],
-                    slot_lengths[round_slots, None],
-                    slot_starts[window],
-                    slot_ends[window],
-                    slot_lengths[window],
-                ),
-                sigma,
+        # slots that can overlap a selection: from the first whose running maximum end passes its start to the last
+        # that starts before its end
+        round_segments = (slot_starts[round_slots], slot_ends[round_slots], slot_lengths[round_slots])
+        window_begins = running_max_ends.searchsorted(round_segments[0], side="right")
+        window_ends = slot_starts.searchsorted(round_segments[1])
+        slot_segments = (slot_starts, slot_ends, slot_lengths)
+        dense, alone = _window_updates(window_begins.tolist(), window_ends.tolist())
+        for rows, window in dense:
+            selected = tuple(coordinates[rows] for coordinates in round_segments)
+            _decay_window(slot_scores, slot_segments, selected, window, sigma, min_score)
+        if alone:
+            selected = tuple(coordinates[alone] for coordinates in round_segments)
+            _decay_separate_windows(
+                slot_scores, slot_segments, selected, window_begins[alone], window_ends[alone], sigma, min_score
             )
-            # in selection order, as the reference: a reduction over the first axis multiplies one row after the other
-            decays[0] *= slot_scores[window]
-            window_scores = np.multiply.reduce(decays, axis=0)
-            # `>=` is False for NaN: a removed slot times a decay that underflowed to 0
-            window_scores[~(window_scores >= min_score)] = _NEGATIVE_INFINITY
-            slot_scores[window] = window_scores
         num_alive = int(np.count_nonzero(slot_scores > _NEGATIVE_INFINITY))
         if num_alive < num_slots // 2:
             # windows would mostly hold removed slots: drop them (start order is kept)
             is_alive = slot_scores > _NEGATIVE_INFINITY
-            slot_candidates, slot_starts, slot_ends = (
-                slot_candidates[is_alive],
-                slot_starts[is_alive],
-                slot_ends[is_alive],
+            slot_candidates, slot_starts, slot_ends, slot_lengths, slot_scores = (
+                array[is_alive] for array in (slot_candidates, slot_starts, slot_ends, slot_lengths, slot_scores)
             )
-            slot_lengths, slot_scores = slot_lengths[is_alive], slot_scores[is_alive]
             running_max_ends = np.maximum.accumulate(slot_ends)
     return np.concatenate(selected_candidates), np.array(selected_scores, dtype=np.float32)
 
