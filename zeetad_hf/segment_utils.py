@@ -578,16 +578,34 @@ def _lockstep_selection(
     return slot_candidates[selected_slots[concatenation_order]], selected_scores[concatenation_order]
 
 
-def _window_updates(begins: list[int], ends: list[int]) -> tuple[list[tuple[list[int], slice]], list[int]]:
+def _cheaper_together(num_selections: int, span: int, own_pairs: int) -> bool:
+    """Whether one dense update of `num_selections` selections over `span` slots costs less than one update per
+    selection over its own window (`own_pairs` pairs in all)."""
+    return num_selections * span <= own_pairs + _PAIRS_PER_UPDATE * (num_selections - 1)
+
+
+def _window_updates(begins: np.ndarray, ends: np.ndarray) -> tuple[list[tuple[list[int] | slice, slice]], list[int]]:
     """Plan the decays of a round's selections, whose slot windows are `[begin, end)`, so that every slot is decayed by
     the selections whose window holds it, in the order they were made (ascending).
 
-    Returns `(dense, alone)`. Selections whose windows overlap form a group: one `(selections, window)` entry of
-    `dense` over the window spanning theirs or, when that would compute far more pairs than their own windows hold
-    (short segments in a long span), one entry per selection, in order. `alone` lists the selections whose window
+    Returns `(dense, alone)`. Each entry of `dense` is `(selections, window)`: one dense array operation. With long
+    segments that is usually one update of all selections over the window spanning theirs (a slot outside a
+    selection's own window takes a decay of exactly 1). Otherwise, selections whose windows overlap form a group: one
+    update over the window spanning theirs or, when that would compute far more pairs than their own windows hold
+    (short segments in a long span), one update per selection, in order. `alone` lists the selections whose window
     overlaps no other's: each of their slots takes one decay, so they can all be applied at once. Groups share no
     slot. Empty windows are left out.
     """
+    span = slice(int(np.minimum.reduce(begins)), int(np.maximum.reduce(ends)))
+    if span.start >= span.stop:
+        return [], []
+    num_selections, span_size = begins.size, span.stop - span.start
+    # (the first test spares counting the pairs: it holds for every round of up to ~1.5 * `_PAIRS_PER_UPDATE` slots)
+    if num_selections * span_size <= _PAIRS_PER_UPDATE * (num_selections - 1) or _cheaper_together(
+        num_selections, span_size, int(np.maximum(ends - begins, 0).sum())
+    ):
+        return [(slice(None), span)], []
+    begins, ends = begins.tolist(), ends.tolist()
     groups = []
     for index in sorted(range(len(begins)), key=begins.__getitem__):
         begin, end = begins[index], ends[index]
@@ -603,9 +621,7 @@ def _window_updates(begins: list[int], ends: list[int]) -> tuple[list[tuple[list
         rows.sort()
         if len(rows) == 1:
             alone.append(rows[0])
-        elif len(rows) * (end - begin) <= sum(ends[row] - begins[row] for row in rows) + _PAIRS_PER_UPDATE * (
-            len(rows) - 1
-        ):
+        elif _cheaper_together(len(rows), end - begin, sum(ends[row] - begins[row] for row in rows)):
             dense.append((rows, slice(begin, end)))
         else:
             dense.extend(([row], slice(begins[row], ends[row])) for row in rows)
@@ -624,17 +640,15 @@ def _decay_window(
     those that fall below `min_score` (in place)."""
     slot_starts, slot_ends, slot_lengths = slot_segments
     window_segments = (slot_starts[window], slot_ends[window], slot_lengths[window])
-    if selected_segments[0].size == 1:
+    selected_starts, selected_ends, selected_lengths = selected_segments
+    if selected_starts.size == 1:
         # one selection: scalars against the window (NumPy's broadcasting of a `(1, 1)` array is slower)
-        decays = _gaussian_decay(
-            _nms_iou(*(coordinates[0] for coordinates in selected_segments), *window_segments), sigma
-        )
-        window_scores = slot_scores[window] * decays
+        iou = _nms_iou(selected_starts[0], selected_ends[0], selected_lengths[0], *window_segments)
+        window_scores = slot_scores[window] * _gaussian_decay(iou, sigma)
     else:
         # num_selected, window_size
-        decays = _gaussian_decay(
-            _nms_iou(*(coordinates[:, None] for coordinates in selected_segments), *window_segments), sigma
-        )
+        iou = _nms_iou(selected_starts[:, None], selected_ends[:, None], selected_lengths[:, None], *window_segments)
+        decays = _gaussian_decay(iou, sigma)
         # in selection order, as the reference: a reduction over the first axis multiplies one row after the other
         decays[0] *= slot_scores[window]
         window_scores = np.multiply.reduce(decays, axis=0)
@@ -752,7 +766,7 @@ def _block_selection(
         window_begins = running_max_ends.searchsorted(round_segments[0], side="right")
         window_ends = slot_starts.searchsorted(round_segments[1])
         slot_segments = (slot_starts, slot_ends, slot_lengths)
-        dense, alone = _window_updates(window_begins.tolist(), window_ends.tolist())
+        dense, alone = _window_updates(window_begins, window_ends)
         for rows, window in dense:
             selected = tuple(coordinates[rows] for coordinates in round_segments)
             _decay_window(slot_scores, slot_segments, selected, window, sigma, min_score)
