@@ -956,8 +956,11 @@ def batched_nms(
     if not (all_segments[:, 0] <= all_segments[:, 1]).all():
         raise ValueError("`segments` must have start <= end")
     # hard NMS never changes scores, so its score filter can run first; voting still averages over every candidate
-    score_filter = np.ones(num_candidates, dtype=bool) if use_soft_nms else all_scores > np.float32(min_score)
-    candidates = np.flatnonzero(score_filter)
+    if use_soft_nms:
+        candidates, candidate_segments, candidate_scores = np.arange(num_candidates), all_segments, all_scores
+    else:
+        candidates = np.flatnonzero(all_scores > np.float32(min_score))
+        candidate_segments, candidate_scores = all_segments[candidates], all_scores[candidates]
     if candidates.size == 0:
         empty_segments = torch.zeros((0, 2), dtype=torch.float32, device=device)
         return empty_segments, torch.zeros((0,), dtype=torch.float32, device=device), class_ids.new_zeros((0,))
@@ -968,11 +971,10 @@ def batched_nms(
         num_groups = unique_classes.size
     else:
         group_ids, num_groups = np.zeros(candidates.size, dtype=np.int64), 1
-    candidate_segments = all_segments[candidates]
     selection_inputs = (
         np.ascontiguousarray(candidate_segments[:, 0]),
         np.ascontiguousarray(candidate_segments[:, 1]),
-        all_scores[candidates],
+        candidate_scores,
         group_ids,
         num_groups,
     )
@@ -984,13 +986,14 @@ def batched_nms(
         "iou_threshold": iou_threshold,
     }
     # the fast paths give up on a group with two equal highest scores: only the working order decides between them
-    padded_size = num_groups * int(np.bincount(group_ids).max())
     # with a small `sigma` a decay can underflow to 0: a removed score (-inf) times 0 is NaN, which the paths treat as
     # removed
     with np.errstate(invalid="ignore"):
-        if num_groups >= _LOCKSTEP_MIN_GROUPS and candidates.size >= _LOCKSTEP_MIN_FILL * padded_size:
+        if num_groups >= _LOCKSTEP_MIN_GROUPS and candidates.size >= _LOCKSTEP_MIN_FILL * num_groups * int(
+            np.bincount(group_ids).max()
+        ):
             selection = _lockstep_selection(*selection_inputs, **selection_options)
-        elif num_groups == 1 and use_soft_nms and selection_inputs[2].min() >= 0:
+        elif num_groups == 1 and use_soft_nms and candidate_scores.min() >= 0:
             selection = _block_selection(
                 *selection_inputs[:3], max_selections=max_segments, sigma=sigma, min_score=min_score
             )
@@ -1000,8 +1003,12 @@ def batched_nms(
         selection = _best_first_selection(*selection_inputs, **selection_options, track_working_order=True)
     selected, selected_scores = selection
 
-    # the reference's final sort (not stable) on the same list reproduces its order of tied scores
-    order = torch.sort(torch.from_numpy(selected_scores), descending=True).indices[:max_segments].numpy()
+    # the reference's final sort (not stable) on the same list reproduces its order of tied scores; a strictly
+    # decreasing list (one class without ties) is already in that order
+    if (selected_scores[1:] < selected_scores[:-1]).all():
+        order = np.arange(min(selected_scores.size, max_segments))
+    else:
+        order = torch.sort(torch.from_numpy(selected_scores), descending=True).indices[:max_segments].numpy()
     kept_candidates, kept_scores = candidates[selected[order]], selected_scores[order]
     kept_segments = all_segments[kept_candidates]
     if not multiclass and voting_threshold > 0:
