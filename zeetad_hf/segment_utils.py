@@ -594,7 +594,7 @@ def _window_updates(begins: np.ndarray, ends: np.ndarray) -> tuple[list[tuple[li
     update over the window spanning theirs or, when that would compute far more pairs than their own windows hold
     (short segments in a long span), one update per selection, in order. `alone` lists the selections whose window
     overlaps no other's: each of their slots takes one decay, so they can all be applied at once. Groups share no
-    slot. Empty windows are left out.
+    slot; selections with an empty window join none.
     """
     span = slice(int(np.minimum.reduce(begins)), int(np.maximum.reduce(ends)))
     if span.start >= span.stop:
