@@ -8,18 +8,26 @@ the video), ActivityNet-like rows long ones (~25%), so most of their candidates 
 
 The naive baseline is written here: ActionFormer's `batched_nms` with its C++ op `nms_1d_cpu.softnms` transcribed to
 NumPy (one iteration per kept segment over every remaining candidate, every class in turn, no early stop). Both give the
-same detections; the "same" column checks it on every case.
+same detections; the "same" column checks it on every case (scores within 1 float32 ulp).
+
+`--op_dir DIR` times the compiled C++ op itself instead of the transcription (inside the same NumPy `batched_nms`
+around it), alternating calls of the package and of the op: DIR holds an importable `nms_1d_cpu` module that you build
+from ActionFormer's `libs/utils/csrc/nms_cpu.cpp` (e.g. `torch.utils.cpp_extension.load(name="nms_1d_cpu",
+sources=[...], build_directory=DIR)`; nothing of it ships here). The op rounds its exponential with glibc's `expf`,
+which is an ulp off for some inputs, so "same" can read False where scores differ by 2 ulps.
 
 `--threads N` sets torch's intra-op threads (default: torch's default). `--busy` runs one CPU-bound neighbour process
-(a pure-Python loop) during the measurement, to time the functions on a loaded machine.
+(a pure-Python loop) during the measurement, to time the functions on a loaded machine. `--seeds` draws the
+candidates with each seed in turn (one row each).
 
-Usage: python benchmarks/benchmark_nms.py [--threads 1] [--busy] [--repeats 20]
+Usage: python benchmarks/benchmark_nms.py [--threads 1] [--busy] [--repeats 20] [--seeds 0 1 2] [--op_dir DIR]
 """
 
 import argparse
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -125,13 +133,15 @@ def naive_batched_nms(
     max_segments: int,
     multiclass: bool,
     voting_threshold: float,
+    soft_nms: Callable[..., tuple[np.ndarray, np.ndarray]] = naive_soft_nms,
 ) -> tuple[np.ndarray, ...]:
-    """ActionFormer's `batched_nms` around [`naive_soft_nms`]: every class in turn, capped, concatenated, re-sorted."""
+    """ActionFormer's `batched_nms` around `soft_nms` ([`naive_soft_nms`] or the compiled op, see [`compiled_soft_nms`]):
+    every class in turn, capped, concatenated, re-sorted."""
     groups = [np.flatnonzero(class_ids == class_id) for class_id in np.unique(class_ids)] if multiclass else [None]
     kept_indices, kept_scores = [], []
     for members in groups:
         members = np.arange(len(scores)) if members is None else members
-        selected, selected_scores = naive_soft_nms(segments[members], scores[members], sigma, min_score)
+        selected, selected_scores = soft_nms(segments[members], scores[members], sigma, min_score)
         kept_indices.append(members[selected[:max_segments]])
         kept_scores.append(selected_scores[:max_segments])
     kept_indices, kept_scores = np.concatenate(kept_indices), np.concatenate(kept_scores)
@@ -141,6 +151,27 @@ def naive_batched_nms(
     if not multiclass and voting_threshold > 0:
         kept_segments = vote(kept_segments, segments, scores, voting_threshold)
     return kept_segments, kept_scores, class_ids[kept_indices]
+
+
+def compiled_soft_nms(op_dir: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    """[`naive_soft_nms`]'s contract served by ActionFormer's compiled op (`nms_1d_cpu.softnms`, method 2: Gaussian),
+    imported from `op_dir`."""
+    sys.path.insert(0, op_dir)
+    try:
+        import nms_1d_cpu
+    except ImportError as error:
+        raise SystemExit(f"--op_dir {op_dir}: no importable `nms_1d_cpu` module there ({error})") from None
+
+    def soft_nms(segments: np.ndarray, scores: np.ndarray, sigma: float, min_score: float) -> tuple[np.ndarray, ...]:
+        # the op writes (start, end, decayed score) of every kept segment, in selection order, into `kept_rows`
+        kept_rows = torch.empty((len(scores), 3))
+        # iou_threshold (0.0 here) is unused by the Gaussian method
+        kept = nms_1d_cpu.softnms(
+            torch.from_numpy(segments), torch.from_numpy(scores), kept_rows, 0.0, float(sigma), float(min_score), 2
+        )
+        return kept.numpy(), kept_rows[: len(kept), 2].numpy()
+
+    return soft_nms
 
 
 def package_batched_nms(
@@ -169,6 +200,21 @@ def median_milliseconds(function: Callable[[], object], repeats: int) -> float:
     return 1000 * statistics.median(timings_after_warm_up(function, repeats))
 
 
+def alternating_median_milliseconds(functions: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median ms of each function over `repeats` rounds that call every function once, each round starting with the
+    next one (after one untimed call of each), so that a slow spell of the machine hits all of them alike."""
+    for function in functions:
+        function()
+    seconds = [[] for _ in functions]
+    for round_index in range(repeats):
+        for offset in range(len(functions)):
+            index = (round_index + offset) % len(functions)
+            start = time.perf_counter()
+            functions[index]()
+            seconds[index].append(time.perf_counter() - start)
+    return [1000 * statistics.median(timings) for timings in seconds]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000], help="candidates per video")
@@ -176,8 +222,12 @@ def main() -> None:
     parser.add_argument("--naive-repeats", type=int, default=5, help="timed calls of the naive port")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--busy", action="store_true", help="run one CPU-bound neighbour process meanwhile")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="candidate seeds, one row each")
+    parser.add_argument(
+        "--op_dir", "--op-dir", default=None, help="folder of a compiled `nms_1d_cpu`: time it instead of the port"
+    )
     args = parser.parse_args()
+    compiled = compiled_soft_nms(args.op_dir) if args.op_dir is not None else None
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -195,25 +245,43 @@ def main() -> None:
         rows = []
         for name, settings, relative_action_length in cases:
             for num_candidates in args.sizes:
-                inputs = make_candidates(num_candidates, relative_action_length, args.seed)
-                package_ms = median_milliseconds(lambda: package_batched_nms(*inputs, **settings), args.repeats)
-                naive_ms = median_milliseconds(lambda: naive_batched_nms(*inputs, **settings), args.naive_repeats)
-                same = same_detections(
-                    package_batched_nms(*inputs, **settings), naive_batched_nms(*inputs, **settings)
-                )
-                rows.append((name, num_candidates, package_ms, naive_ms, same))
+                for seed in args.seeds:
+                    inputs = make_candidates(num_candidates, relative_action_length, seed)
+
+                    def package(inputs=inputs, settings=settings):
+                        return package_batched_nms(*inputs, **settings)
+
+                    def baseline(inputs=inputs, settings=settings):
+                        if compiled is None:
+                            return naive_batched_nms(*inputs, **settings)
+                        return naive_batched_nms(*inputs, **settings, soft_nms=compiled)
+
+                    if compiled is None:
+                        package_ms = median_milliseconds(package, args.repeats)
+                        baseline_ms = median_milliseconds(baseline, args.naive_repeats)
+                    else:
+                        package_ms, baseline_ms = alternating_median_milliseconds([package, baseline], args.repeats)
+                    same = same_detections(package(), baseline())
+                    rows.append((name, num_candidates, seed, package_ms, baseline_ms, same))
     finally:
         if neighbour is not None:
             neighbour.kill()
             neighbour.wait()
 
     load = "one CPU-bound neighbour process" if args.busy else "no neighbour process"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), {load}; median ms per call\n")
-    print("| mode | candidates | package ms | naive port ms | naive / package | same detections |")
-    print("|---|---|---|---|---|---|")
-    for name, num_candidates, package_ms, naive_ms, same in rows:
+    timing = "alternating calls" if compiled is not None else "one function after the other"
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), {load}; median ms per call, {timing}\n"
+    )
+    baseline_name = "C++ op" if compiled is not None else "naive port"
+    print(
+        f"| mode | candidates | seed | package ms | {baseline_name} ms | {baseline_name} / package | same detections |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, num_candidates, seed, package_ms, baseline_ms, same in rows:
         print(
-            f"| {name} | {num_candidates:,} | {package_ms:.2f} | {naive_ms:.1f} | {naive_ms / package_ms:.1f} | {same} |"
+            f"| {name} | {num_candidates:,} | {seed} | {package_ms:.2f} | {baseline_ms:.2f} | "
+            f"{baseline_ms / package_ms:.2f} | {same} |"
         )
 
 

@@ -525,52 +525,60 @@ def _lockstep_selection(
     # 4, num_groups, max_group_size
     segment_starts, segment_ends, segment_lengths, current_scores = padded.reshape(4, num_groups, max_group_size)
 
-    rows = np.arange(num_groups)
+    # the rows still selecting (exhausted groups are dropped, so that a step works on whole arrays, not copies)
+    row_groups = np.arange(num_groups)
     selected_slots, selected_scores = [], []
     num_selected = 0
     # the best-first argument of [`_best_first_selection`]: it needs selections that never increase inside a group
     can_stop_early = not use_soft_nms or scores.min() >= 0
     for _ in range(max_selections):
+        rows = np.arange(row_groups.size)
         best_columns = current_scores.argmax(axis=1)
         best_scores = current_scores[rows, best_columns]
         if can_stop_early and num_selected > max_selections:
             top_scores = np.sort(
                 np.partition(np.concatenate(selected_scores), -max_selections - 1)[-max_selections - 1 :]
             )
-            if (best_scores < top_scores[0]).all():
-                if (top_scores[1:] != top_scores[:-1]).all():
+            if np.maximum.reduce(best_scores) < top_scores[0]:
+                if not np.count_nonzero(top_scores[1:] == top_scores[:-1]):
                     break
                 # tied scores: their final order depends on the complete lists
                 can_stop_early = False
-        active_rows = (best_scores != negative_infinity).nonzero()[0]
-        if active_rows.size == 0:
-            break
-        best_columns, best_scores = best_columns[active_rows], best_scores[active_rows]
-        # num_active, max_group_size
-        active_scores = current_scores[active_rows]
-        active_scores[np.arange(active_rows.size), best_columns] = negative_infinity
-        if (active_scores.max(axis=1) == best_scores).any():
+        if np.minimum.reduce(best_scores) == negative_infinity:
+            is_active = best_scores != negative_infinity
+            if not np.count_nonzero(is_active):
+                break
+            row_groups, best_columns, best_scores = (
+                row_groups[is_active],
+                best_columns[is_active],
+                best_scores[is_active],
+            )
+            segment_starts, segment_ends = segment_starts[is_active], segment_ends[is_active]
+            segment_lengths, current_scores = segment_lengths[is_active], current_scores[is_active]
+            rows = np.arange(row_groups.size)
+        # num_rows, max_group_size
+        current_scores[rows, best_columns] = negative_infinity
+        if np.count_nonzero(np.maximum.reduce(current_scores, axis=1) == best_scores):
             return None
-        selected_slots.append(active_rows * max_group_size + best_columns)
+        selected_slots.append(row_groups * max_group_size + best_columns)
         selected_scores.append(best_scores)
-        num_selected += active_rows.size
+        num_selected += rows.size
 
-        # num_active, 1 against num_active, max_group_size
+        # num_rows, 1 against num_rows, max_group_size
         iou = _nms_iou(
-            segment_starts[active_rows, best_columns, None],
-            segment_ends[active_rows, best_columns, None],
-            segment_lengths[active_rows, best_columns, None],
-            segment_starts[active_rows],
-            segment_ends[active_rows],
-            segment_lengths[active_rows],
+            segment_starts[rows, best_columns, None],
+            segment_ends[rows, best_columns, None],
+            segment_lengths[rows, best_columns, None],
+            segment_starts,
+            segment_ends,
+            segment_lengths,
         )
         if use_soft_nms:
-            active_scores *= _gaussian_decay(iou, sigma)
+            current_scores *= _gaussian_decay(iou, sigma)
             # `>=` is False for NaN: -inf (removed) times a decay that underflowed to 0
-            active_scores[~(active_scores >= min_score)] = negative_infinity
+            current_scores[~(current_scores >= min_score)] = negative_infinity
         else:
-            active_scores[iou >= iou_threshold] = negative_infinity
-        current_scores[active_rows] = active_scores
+            current_scores[iou >= iou_threshold] = negative_infinity
 
     selected_slots, selected_scores = np.concatenate(selected_slots), np.concatenate(selected_scores)
     # the reference concatenates the groups in ascending order, each in selection order
