@@ -334,6 +334,23 @@ def test_soft_nms_min_score_only_applies_after_a_decay():
     assert segments.tolist() == [[0.0, 1.0]]
 
 
+@pytest.mark.parametrize("spread", [1, 10**7])
+def test_per_class_nms_depends_on_the_order_of_class_ids_only(spread):
+    # classes are ranked by id (counted for a narrow range, sorted for a wide one), negative ids included; the
+    # returned ids are the input's
+    segments, scores, class_ids = _random_candidates(seed=4, num_candidates=300, num_classes=4, ties="none")
+    id_of_rank = torch.tensor([-5, 0, 3, 3 + spread])
+    expected = batched_nms(segments, scores, class_ids, max_segments=50)
+    kept_segments, kept_scores, kept_class_ids = batched_nms(segments, scores, id_of_rank[class_ids], max_segments=50)
+    assert torch.equal(kept_segments, expected[0]) and torch.equal(kept_scores, expected[1])
+    assert torch.equal(kept_class_ids, id_of_rank[expected[2]])
+    # the ranks themselves, against NumPy's sort-based inverse
+    ids = id_of_rank[class_ids].numpy()
+    unique_ids, expected_ranks = np.unique(ids, return_inverse=True)
+    ranks, num_classes = segment_utils._rank_of_class(ids)
+    assert ranks.tolist() == expected_ranks.tolist() and num_classes == unique_ids.size
+
+
 def test_soft_nms_classes_are_independent():
     segments_in, scores_in = [[0.0, 2.0], [0.0, 2.0], [1.0, 3.0]], [0.9, 0.8, 0.7]
     # multiclass: the class-1 duplicate is not decayed by the class-0 pick

@@ -845,6 +845,18 @@ def _vote_segments(
     return np.where(has_weight[:, None], voted.astype(np.float32), kept_segments)
 
 
+def _rank_of_class(class_ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """The rank of every candidate's class among the classes present (0 for the lowest id) and the number of classes:
+    `np.unique(..., return_inverse=True)`, by counting when the ids span a small range (no sort)."""
+    lowest, highest = int(class_ids.min()), int(class_ids.max())
+    if highest - lowest >= max(4 * class_ids.size, 1024):
+        unique_classes, ranks = np.unique(class_ids, return_inverse=True)
+        return ranks, unique_classes.size
+    is_present = np.bincount(class_ids - lowest) > 0
+    rank_of_id = np.cumsum(is_present) - 1
+    return rank_of_id[class_ids - lowest], int(rank_of_id[-1]) + 1
+
+
 def batched_nms(
     segments: torch.Tensor,
     scores: torch.Tensor,
@@ -974,9 +986,8 @@ def batched_nms(
         return empty_segments, torch.zeros((0,), dtype=torch.float32, device=device), class_ids.new_zeros((0,))
 
     if multiclass:
-        # sorted unique classes: groups are processed (and concatenated) in ascending class id, as the reference
-        unique_classes, group_ids = np.unique(class_ids.detach().cpu().numpy()[candidates], return_inverse=True)
-        num_groups = unique_classes.size
+        # groups are processed (and concatenated) in ascending class id, as the reference
+        group_ids, num_groups = _rank_of_class(class_ids.detach().cpu().numpy()[candidates])
     else:
         group_ids, num_groups = np.zeros(candidates.size, dtype=np.int64), 1
     selection_inputs = (
@@ -1011,12 +1022,15 @@ def batched_nms(
         selection = _best_first_selection(*selection_inputs, **selection_options, track_working_order=True)
     selected, selected_scores = selection
 
-    # the reference's final sort (not stable) on the same list reproduces its order of tied scores; a strictly
-    # decreasing list (one class without ties) is already in that order
+    # the reference's final sort (not stable) on the same list reproduces its order of tied scores; without ties every
+    # sort gives that order (a strictly decreasing list, one class without ties, is already in it)
     if (selected_scores[1:] < selected_scores[:-1]).all():
         order = np.arange(min(selected_scores.size, max_segments))
     else:
-        order = torch.sort(torch.from_numpy(selected_scores), descending=True).indices[:max_segments].numpy()
+        order = np.argsort(-selected_scores)
+        if np.count_nonzero(selected_scores[order[1:]] == selected_scores[order[:-1]]):
+            order = torch.sort(torch.from_numpy(selected_scores), descending=True).indices.numpy()
+        order = order[:max_segments]
     kept_candidates, kept_scores = candidates[selected[order]], selected_scores[order]
     kept_segments = all_segments[kept_candidates]
     if not multiclass and voting_threshold > 0:
