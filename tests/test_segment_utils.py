@@ -349,6 +349,8 @@ def test_per_class_nms_depends_on_the_order_of_class_ids_only(spread):
     unique_ids, expected_ranks = np.unique(ids, return_inverse=True)
     ranks, num_classes = segment_utils._rank_of_class(ids)
     assert ranks.tolist() == expected_ranks.tolist() and num_classes == unique_ids.size
+    narrow_ids = np.array([127, -128, 0, 127], dtype=np.int8)
+    assert segment_utils._rank_of_class(narrow_ids)[0].tolist() == [2, 0, 1, 2]
 
 
 def test_soft_nms_classes_are_independent():

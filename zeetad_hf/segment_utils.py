@@ -848,6 +848,8 @@ def _vote_segments(
 def _rank_of_class(class_ids: np.ndarray) -> tuple[np.ndarray, int]:
     """The rank of every candidate's class among the classes present (0 for the lowest id) and the number of classes:
     `np.unique(..., return_inverse=True)`, by counting when the ids span a small range (no sort)."""
+    # int64: differences of narrow integer ids (e.g. int8 -128 and 127) would overflow
+    class_ids = class_ids.astype(np.int64, copy=False)
     lowest, highest = int(class_ids.min()), int(class_ids.max())
     if highest - lowest >= max(4 * class_ids.size, 1024):
         unique_classes, ranks = np.unique(class_ids, return_inverse=True)
