@@ -527,12 +527,12 @@ def _lockstep_selection(
 
     # the rows still selecting (exhausted groups are dropped, so that a step works on whole arrays, not copies)
     row_groups = np.arange(num_groups)
+    rows = np.arange(num_groups)
     selected_slots, selected_scores = [], []
     num_selected = 0
     # the best-first argument of [`_best_first_selection`]: it needs selections that never increase inside a group
     can_stop_early = not use_soft_nms or scores.min() >= 0
     for _ in range(max_selections):
-        rows = np.arange(row_groups.size)
         best_columns = current_scores.argmax(axis=1)
         best_scores = current_scores[rows, best_columns]
         if can_stop_early and num_selected > max_selections:
@@ -608,8 +608,9 @@ def _window_updates(begins: np.ndarray, ends: np.ndarray) -> tuple[list[tuple[li
     if span.start >= span.stop:
         return [], []
     num_selections, span_size = begins.size, span.stop - span.start
-    # (the first test spares counting the pairs: it holds for every round of up to ~1.5 * `_PAIRS_PER_UPDATE` slots)
-    if num_selections * span_size <= _PAIRS_PER_UPDATE * (num_selections - 1) or _cheaper_together(
+    # (the first test, with no own pairs, spares counting them: it holds for every span of up to ~1.5 *
+    # `_PAIRS_PER_UPDATE` slots)
+    if _cheaper_together(num_selections, span_size, 0) or _cheaper_together(
         num_selections, span_size, int(np.maximum(ends - begins, 0).sum())
     ):
         return [(slice(None), span)], []
@@ -1025,14 +1026,11 @@ def batched_nms(
     selected, selected_scores = selection
 
     # the reference's final sort (not stable) on the same list reproduces its order of tied scores; without ties every
-    # sort gives that order (a strictly decreasing list, one class without ties, is already in it)
-    if (selected_scores[1:] < selected_scores[:-1]).all():
-        order = np.arange(min(selected_scores.size, max_segments))
-    else:
-        order = np.argsort(-selected_scores)
-        if np.count_nonzero(selected_scores[order[1:]] == selected_scores[order[:-1]]):
-            order = torch.sort(torch.from_numpy(selected_scores), descending=True).indices.numpy()
-        order = order[:max_segments]
+    # sort gives that order
+    order = np.argsort(-selected_scores)
+    if np.count_nonzero(selected_scores[order[1:]] == selected_scores[order[:-1]]):
+        order = torch.sort(torch.from_numpy(selected_scores), descending=True).indices.numpy()
+    order = order[:max_segments]
     kept_candidates, kept_scores = candidates[selected[order]], selected_scores[order]
     kept_segments = all_segments[kept_candidates]
     if not multiclass and voting_threshold > 0:
