@@ -1,13 +1,18 @@
 import json
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import torch
 from transformers import CLIPModel
 
 from zeetad_hf import ZeetadForTemporalActionDetection
 from zeetad_hf.clip_pretraining import (
     FAST_CLIP_PRETRAINING,
+    ClipPretrainingConfig,
     augment_images,
+    build_small_clip,
     contrastive_loss,
+    contrastive_step,
     frame_feature_extractor,
     run_clip_pretraining,
 )
@@ -31,6 +36,59 @@ def test_contrastive_loss_treats_repeated_phrases_as_positives():
         contrastive_loss(images, swapped, scale, shared), contrastive_loss(images, images, scale, shared)
     )
     assert contrastive_loss(images, swapped, scale, targets) > expected
+
+
+def _sharded_gradients(num_shards, pool=None):
+    world = fast_world_config()
+    torch.manual_seed(0)
+    model, tokenizer = build_small_clip(world.vocabulary, ClipPretrainingConfig(), world.frame_size)
+    frames, labels = class_frames(world, world.class_names[:3], frames_per_class=4)
+    captions = [f"a video of {world.class_names[label]}." for label in labels]
+    encoded = tokenizer(captions, padding=True, return_tensors="pt")
+    pixel_values = frame_feature_extractor(world.frame_size).preprocess_frames(frames)
+    loss = contrastive_step(
+        model, pixel_values, encoded["input_ids"], encoded["attention_mask"], torch.tensor(labels), num_shards, pool
+    )
+    return loss, {name: parameter.grad for name, parameter in model.named_parameters()}
+
+
+def test_sharded_step_gives_the_whole_batch_gradients_and_the_same_bits_side_by_side():
+    # the plain full-batch step, written out independently of contrastive_step
+    world = fast_world_config()
+    torch.manual_seed(0)
+    model, tokenizer = build_small_clip(world.vocabulary, ClipPretrainingConfig(), world.frame_size)
+    frames, labels = class_frames(world, world.class_names[:3], frames_per_class=4)
+    encoded = tokenizer(
+        [f"a video of {world.class_names[label]}." for label in labels], padding=True, return_tensors="pt"
+    )
+    pixel_values = frame_feature_extractor(world.frame_size).preprocess_frames(frames)
+    image_embeds = torch.nn.functional.normalize(
+        model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1
+    )
+    text_embeds = torch.nn.functional.normalize(model.get_text_features(**encoded).pooler_output, dim=-1)
+    expected_loss = contrastive_loss(image_embeds, text_embeds, model.logit_scale, torch.tensor(labels))
+    expected_loss.backward()
+    expected = {name: parameter.grad for name, parameter in model.named_parameters()}
+
+    for num_shards in (1, 2, 5):  # 5 shards of 12 pairs: sizes 3, 3, 2, 2, 2
+        loss, gradients = _sharded_gradients(num_shards)
+        torch.testing.assert_close(loss, expected_loss.detach())
+        assert gradients.keys() == expected.keys()
+        for name, gradient in gradients.items():
+            torch.testing.assert_close(gradient, expected[name], rtol=1e-4, atol=1e-6, msg=name)
+    # threads change nothing: every gradient has the same bits as one shard after another
+    with ThreadPoolExecutor(3) as pool:
+        threaded_loss, threaded = _sharded_gradients(3, pool)
+    sequential_loss, sequential = _sharded_gradients(3)
+    assert torch.equal(threaded_loss, sequential_loss)
+    assert all(torch.equal(threaded[name], sequential[name]) for name in sequential)
+
+
+@pytest.mark.parametrize("gradient_shards", [0, 65])
+def test_pretraining_rejects_gradient_shards_outside_the_batch(tmp_path, gradient_shards):
+    config = ClipPretrainingConfig(num_images=64, batch_size=64, num_steps=1, gradient_shards=gradient_shards)
+    with pytest.raises(ValueError, match="`gradient_shards` must be between 1 and `batch_size` \\(64\\), got"):
+        run_clip_pretraining(tmp_path / "clip", fast_world_config(), config)
 
 
 def test_augment_images_mirrors_and_shifts_within_the_bound():

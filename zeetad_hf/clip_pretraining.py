@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ class ClipPretrainingConfig:
             Side of the square image patches in pixels.
         projection_dim (`int`, *optional*, defaults to 64):
             Dimension of the shared image-text embedding space (the ZEETAD `clip_features` dimension).
+        hidden_act (`str`, *optional*, defaults to `"gelu"`):
+            Activation of both towers' feed-forward blocks (a transformers activation name). CLIP's own `quick_gelu`
+            is three memory-bound passes over the activations on CPU, forward and backward; GELU is one.
         max_text_length (`int`, *optional*, defaults to 32):
             Text positions, including the start and end tokens (the tokenizer's `model_max_length`).
         num_images (`int`, *optional*, defaults to 4096):
@@ -57,6 +61,11 @@ class ClipPretrainingConfig:
             Optimizer steps.
         batch_size (`int`, *optional*, defaults to 128):
             Image-caption pairs per step.
+        gradient_shards (`int`, *optional*, defaults to 2):
+            Parts of every batch (sizes differ by at most one) whose tower passes, forward and backward, run side by
+            side on a thread each (see [`contrastive_step`]). The loss is always over the whole batch and the
+            gradients are summed in shard order, so the result is the same on any number of cores; changing this
+            setting changes only the rounding.
         learning_rate (`float`, *optional*, defaults to 2e-3):
             Peak AdamW learning rate (linear warm-up over the first 5% of the steps, then cosine decay).
         weight_decay (`float`, *optional*, defaults to 0.05):
@@ -78,10 +87,12 @@ class ClipPretrainingConfig:
     vision_layers: int = 2
     patch_size: int = 8
     projection_dim: int = 64
+    hidden_act: str = "gelu"
     max_text_length: int = 32
     num_images: int = 4096
     num_steps: int = 1500
     batch_size: int = 128
+    gradient_shards: int = 2
     learning_rate: float = 2e-3
     weight_decay: float = 0.05
     max_shift: int = 6
@@ -120,6 +131,7 @@ def build_small_clip(
         "eos_token_id": tokenizer.eos_token_id,
         "pad_token_id": tokenizer.pad_token_id,
         "projection_dim": config.projection_dim,
+        "hidden_act": config.hidden_act,
     }
     vision_config = {
         "image_size": image_size,
@@ -129,6 +141,7 @@ def build_small_clip(
         "num_hidden_layers": config.vision_layers,
         "num_attention_heads": max(1, config.vision_hidden_size // 32),
         "projection_dim": config.projection_dim,
+        "hidden_act": config.hidden_act,
     }
     clip_config = CLIPConfig(
         text_config=text_config, vision_config=vision_config, projection_dim=config.projection_dim
@@ -245,6 +258,79 @@ def augment_images(pixel_values: torch.Tensor, max_shift: int, generator: torch.
     )
 
 
+def _shard_embeddings(
+    model: CLIPModel, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L2-normalised image and caption embeddings `(shard_size, projection_dim)` of one shard, with their graphs."""
+    image_embeds = model.get_image_features(pixel_values=pixel_values).pooler_output
+    text_embeds = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+    return F.normalize(image_embeds, dim=-1), F.normalize(text_embeds, dim=-1)
+
+
+def contrastive_step(
+    model: CLIPModel,
+    pixel_values: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    phrase_ids: torch.Tensor,
+    num_shards: int,
+    pool: ThreadPoolExecutor | None = None,
+) -> torch.Tensor:
+    r"""
+    The [`contrastive_loss`] of one batch and its gradients, set as every parameter's `.grad`, with the towers'
+    passes split into `num_shards` equal shards of the batch.
+
+    The loss compares every image with every caption, so only the towers can be split: each shard's embeddings are
+    computed with their graph, the loss runs on all of them joined, and its gradients with respect to the embeddings
+    flow back through each shard's towers separately. A parameter's gradient is the sum of the shards' in shard order:
+    with `pool` (threads; torch computes outside Python's lock) the shards run side by side, and the result is the
+    same bits as without it, one shard after another.
+
+    Args:
+        model ([`~transformers.CLIPModel`]):
+            The CLIP being trained.
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, height, width)`):
+            Preprocessed images.
+        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            Token ids of the captions, row `i` describing image `i`.
+        attention_mask (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            Their attention mask.
+        phrase_ids (`torch.LongTensor` of shape `(batch_size,)`):
+            Phrase index of each pair (pairs with the same phrase are all positives).
+        num_shards (`int`):
+            Shards of the batch (`torch.tensor_split`: sizes differ by at most one).
+        pool (`ThreadPoolExecutor`, *optional*):
+            Threads that run the shards side by side; one after another in this thread when omitted.
+
+    Returns:
+        `torch.Tensor`: the loss (detached).
+    """
+    run = map if pool is None else pool.map
+    # one index tensor per shard: tensor_split's near-equal parts
+    shards = torch.arange(len(pixel_values)).tensor_split(num_shards)
+    outputs = list(
+        run(lambda rows: _shard_embeddings(model, pixel_values[rows], input_ids[rows], attention_mask[rows]), shards)
+    )
+    # batch_size, projection_dim: leaves, so that the loss's backward stops here (and reaches `logit_scale`)
+    image_embeds = torch.cat([image for image, _ in outputs]).detach().requires_grad_()
+    text_embeds = torch.cat([text for _, text in outputs]).detach().requires_grad_()
+    loss = contrastive_loss(image_embeds, text_embeds, model.logit_scale, phrase_ids)
+    loss.backward()
+    tower_parameters = [parameter for parameter in model.parameters() if parameter is not model.logit_scale]
+
+    def shard_gradients(index: int) -> tuple[torch.Tensor | None, ...]:
+        rows = shards[index]
+        return torch.autograd.grad(
+            outputs[index], tower_parameters, (image_embeds.grad[rows], text_embeds.grad[rows]), allow_unused=True
+        )
+
+    for parameter, gradients in zip(tower_parameters, zip(*run(shard_gradients, range(num_shards)))):
+        present = [gradient for gradient in gradients if gradient is not None]
+        # summed in shard order whatever order the threads finished in
+        parameter.grad = None if not present else sum(present[1:], present[0])
+    return loss.detach()
+
+
 def _batches(num_items: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Endless shuffled mini-batches of indices, reshuffled every epoch, no partial batch."""
     while True:
@@ -277,6 +363,10 @@ def pretrain_clip(
     config = config or ClipPretrainingConfig()
     if config.batch_size > config.num_images:
         raise ValueError(f"`batch_size` ({config.batch_size}) must not exceed `num_images` ({config.num_images}).")
+    if not 1 <= config.gradient_shards <= config.batch_size:
+        raise ValueError(
+            f"`gradient_shards` must be between 1 and `batch_size` ({config.batch_size}), got {config.gradient_shards}."
+        )
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     model, tokenizer = build_small_clip(world.vocabulary, config, world.frame_size)
@@ -306,28 +396,31 @@ def pretrain_clip(
     losses = []
     model.train()
     steps = range(config.num_steps)
-    for _ in progress(steps, desc="steps") if progress is not None else steps:
-        indices = next(batches)
-        pixel_values = augment_images(
-            extractor.preprocess_frames(images[indices.numpy()]), config.max_shift, generator
-        )
-        rows = caption_index[indices]
-        image_embeds = F.normalize(model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
-        text_embeds = model.get_text_features(
-            input_ids=encoded["input_ids"][rows], attention_mask=encoded["attention_mask"][rows]
-        ).pooler_output
-        loss = contrastive_loss(
-            image_embeds, F.normalize(text_embeds, dim=-1), model.logit_scale, phrase_index[indices]
-        )
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        # CLIP clamps the temperature so that logits stay below 100
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
-        losses.append(loss.item())
+    # one thread per shard: torch computes outside Python's lock
+    with ThreadPoolExecutor(config.gradient_shards) as pool:
+        for _ in progress(steps, desc="steps") if progress is not None else steps:
+            indices = next(batches)
+            pixel_values = augment_images(
+                extractor.preprocess_frames(images[indices.numpy()]), config.max_shift, generator
+            )
+            rows = caption_index[indices]
+            loss = contrastive_step(
+                model,
+                pixel_values,
+                encoded["input_ids"][rows],
+                encoded["attention_mask"][rows],
+                phrase_index[indices],
+                config.gradient_shards,
+                pool,
+            )
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            # CLIP clamps the temperature so that logits stay below 100
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(loss.item())
     model.eval()
     window = max(1, len(losses) // 10)
     log = {
@@ -410,6 +503,7 @@ __all__ = [
     "ClipPretrainingConfig",
     "build_small_clip",
     "contrastive_loss",
+    "contrastive_step",
     "pretrain_clip",
     "run_clip_pretraining",
     "save_clip",

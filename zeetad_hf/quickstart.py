@@ -5,9 +5,10 @@ Stages, each cached in its own folder of `output_dir` under the hash of the sett
 setting rebuilds that stage and every later one; `force=True` rebuilds everything):
 
 1. `world/`: mp4 videos, ActivityNet-style `annotations.json`, `split.json` ([`~zeetad_hf.synthetic_world`]).
-2. `clip/`: a small CLIP pretrained on captioned still images of the world ([`~zeetad_hf.clip_pretraining`]); it
-   renders its own images, so with more cores than `num_threads` it pretrains in a thread while stage 1 writes the
-   videos (same results as one after the other).
+2. `clip/`: a small CLIP pretrained on captioned still images of the world ([`~zeetad_hf.clip_pretraining`]; each
+   step's batch in `gradient_shards` parts computed side by side, same results on any number of cores); it renders
+   its own images, so with more cores than `num_threads` it pretrains in a thread while stage 1 writes the videos
+   (same results as one after the other).
 3. `features/`: CLIP frame embeddings of every video through the processor's frame preprocessing and the model's
    vision tower ([`~zeetad_hf.frame_embedding.extract_video_features`]), one video per `num_threads` cores at a
    time (each embedded as alone).
@@ -779,8 +780,8 @@ def _world_and_clip(settings: QuickstartSettings, paths: dict[str, Path], force:
     """Stages 1 and 2, side by side when both are to be built and a core is free; returns the CLIP stage's key.
 
     The small CLIP learns from still images it renders itself, not from the world's videos, so it pretrains in a
-    thread (torch computes outside Python's lock, on `settings.num_threads` threads as always) while the other cores
-    write the videos. Both results are the same either way.
+    thread (torch computes outside Python's lock, on `settings.num_threads` threads as always; its batch shards run in
+    threads of their own) while the other cores write the videos. Both results are the same either way.
     """
     world_key = _stage_key(settings.world.to_dict(), RENDERING_VERSION)
     # torch's results depend on its thread count (summation order): every stage from here on is keyed on it
