@@ -483,8 +483,8 @@ def _demo(args: argparse.Namespace) -> None:
         model = os.path.join(QUICKSTART_OUTPUT_DIR, "runs", MODEL_VARIANT)
         if not os.path.isdir(model):
             raise UsageError(
-                f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (about 8 "
-                "minutes on 2 CPU cores, `--fast` about one), or pass --model DIR_OR_REPO"
+                f"no --model given and no quickstart model in {model}: run `zeetad quickstart` first (about 6 "
+                "minutes on 2 CPU cores, `--fast` under one), or pass --model DIR_OR_REPO"
             )
     import_gradio()  # says how to install it, before anything slow
     if args.device is not None:
