@@ -29,8 +29,11 @@ UNITS_PER_SECOND = 2.0  # CLIP frame embeddings sampled at 2 fps: one unit = one
 
 
 def build_tiny_clip(folder: str):
-    """A random CLIP with a 16-d joint space and its offline tokenizer, saved like any Hub checkpoint."""
-    sizes = ClipPretrainingConfig(text_hidden_size=32, vision_hidden_size=32, vision_layers=1, projection_dim=16)
+    """A random CLIP with a 16-d joint space and its offline tokenizer, saved like any Hub checkpoint; CLIP's own
+    `quick_gelu` activation, as in the checkpoints it stands in for."""
+    sizes = ClipPretrainingConfig(
+        text_hidden_size=32, vision_hidden_size=32, vision_layers=1, projection_dim=16, hidden_act="quick_gelu"
+    )
     vocabulary = TEMPLATE.format("").split() + SEEN_CLASSES + [UNSEEN_CLASS]
     clip, tokenizer = build_small_clip(vocabulary, sizes, image_size=32)
     clip.save_pretrained(folder)
