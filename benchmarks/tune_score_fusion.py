@@ -16,7 +16,7 @@ video of the quickstart world:
    pseudo-unseen classes as candidates: average mAP (tIoU 0.3:0.1:0.7) over *every* held-out video, as the quickstart
    scores every validation video, so proposals of training classes must be left unlabelled to score well.
 
-Run: `python benchmarks/tune_score_fusion.py DIR` (about 4 minutes on 2 cores after the quickstart run). It prints
+Run: `python benchmarks/tune_score_fusion.py DIR` (about 2 minutes on 2 cores after the quickstart run). It prints
 one table per model, the pseudo-unseen average mAP in % per post-processing setting.
 """
 

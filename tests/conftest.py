@@ -74,7 +74,7 @@ class QuickstartRun(NamedTuple):
 
 @pytest.fixture(scope="session")
 def quickstart_fast_run(tmp_path_factory) -> QuickstartRun:
-    """One `zeetad quickstart --fast` (about a minute on 2 cores) through the installed console script, as a user runs it
+    """One `zeetad quickstart --fast` (under a minute on 2 cores) through the installed console script, as a user runs it
     (offline, one OpenMP thread): its `--output_dir` and what it printed on stdout."""
     output_dir = tmp_path_factory.mktemp("quickstart")
     command = [

@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     quickstart.add_argument(
         "--output_dir", "--output-dir", default=QUICKSTART_OUTPUT_DIR, help="folder of every artefact"
     )
-    quickstart.add_argument("--fast", action="store_true", help="small settings (about a minute on 2 CPU cores)")
+    quickstart.add_argument("--fast", action="store_true", help="small settings (under a minute on 2 CPU cores)")
     quickstart.add_argument("--force", action="store_true", help="rebuild every stage")
     quickstart.add_argument(
         "--seed",

@@ -708,7 +708,7 @@ def run_quickstart(
         output_dir (`str` or `os.PathLike`):
             Folder of every artefact.
         fast (`bool`, *optional*, defaults to `False`):
-            Use [`fast_settings`] (about a minute on 2 CPU cores) instead of the defaults.
+            Use [`fast_settings`] (under a minute on 2 CPU cores) instead of the defaults.
         force (`bool`, *optional*, defaults to `False`):
             Rebuild every stage even when its cached settings match.
         settings ([`QuickstartSettings`], *optional*):
