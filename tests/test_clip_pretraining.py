@@ -38,7 +38,8 @@ def test_contrastive_loss_treats_repeated_phrases_as_positives():
     assert contrastive_loss(images, swapped, scale, targets) > expected
 
 
-def _sharded_gradients(num_shards, pool=None):
+def _contrastive_batch():
+    """A freshly initialised small CLIP (seeded) and a batch of 12 frames of 3 classes with their captions."""
     world = fast_world_config()
     torch.manual_seed(0)
     model, tokenizer = build_small_clip(world.vocabulary, ClipPretrainingConfig(), world.frame_size)
@@ -46,27 +47,25 @@ def _sharded_gradients(num_shards, pool=None):
     captions = [f"a video of {world.class_names[label]}." for label in labels]
     encoded = tokenizer(captions, padding=True, return_tensors="pt")
     pixel_values = frame_feature_extractor(world.frame_size).preprocess_frames(frames)
+    return model, pixel_values, encoded, torch.tensor(labels)
+
+
+def _sharded_gradients(num_shards, pool=None):
+    model, pixel_values, encoded, phrase_ids = _contrastive_batch()
     loss = contrastive_step(
-        model, pixel_values, encoded["input_ids"], encoded["attention_mask"], torch.tensor(labels), num_shards, pool
+        model, pixel_values, encoded["input_ids"], encoded["attention_mask"], phrase_ids, num_shards, pool
     )
     return loss, {name: parameter.grad for name, parameter in model.named_parameters()}
 
 
 def test_sharded_step_gives_the_whole_batch_gradients_and_the_same_bits_side_by_side():
-    # the plain full-batch step, written out independently of contrastive_step
-    world = fast_world_config()
-    torch.manual_seed(0)
-    model, tokenizer = build_small_clip(world.vocabulary, ClipPretrainingConfig(), world.frame_size)
-    frames, labels = class_frames(world, world.class_names[:3], frames_per_class=4)
-    encoded = tokenizer(
-        [f"a video of {world.class_names[label]}." for label in labels], padding=True, return_tensors="pt"
-    )
-    pixel_values = frame_feature_extractor(world.frame_size).preprocess_frames(frames)
+    # the plain whole-batch step, written out independently of contrastive_step
+    model, pixel_values, encoded, phrase_ids = _contrastive_batch()
     image_embeds = torch.nn.functional.normalize(
         model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1
     )
     text_embeds = torch.nn.functional.normalize(model.get_text_features(**encoded).pooler_output, dim=-1)
-    expected_loss = contrastive_loss(image_embeds, text_embeds, model.logit_scale, torch.tensor(labels))
+    expected_loss = contrastive_loss(image_embeds, text_embeds, model.logit_scale, phrase_ids)
     expected_loss.backward()
     expected = {name: parameter.grad for name, parameter in model.named_parameters()}
 

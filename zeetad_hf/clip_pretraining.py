@@ -277,8 +277,8 @@ def contrastive_step(
     pool: ThreadPoolExecutor | None = None,
 ) -> torch.Tensor:
     r"""
-    The [`contrastive_loss`] of one batch and its gradients, set as every parameter's `.grad`, with the towers'
-    passes split into `num_shards` equal shards of the batch.
+    The [`contrastive_loss`] of one batch and its gradients in every parameter's `.grad` (expected empty, as after
+    `optimizer.zero_grad()`), with the towers' passes split into `num_shards` shards of the batch.
 
     The loss compares every image with every caption, so only the towers can be split: each shard's embeddings are
     computed with their graph, the loss runs on all of them joined, and its gradients with respect to the embeddings
