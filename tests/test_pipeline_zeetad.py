@@ -152,7 +152,7 @@ def test_pipeline_without_a_model_says_what_to_pass():
         pipeline(TASK)
 
 
-def test_tokenizer_and_feature_extractor_objects_replace_the_processor(checkpoint, detector):
+def test_tokenizer_and_feature_extractor_objects_replace_the_processor(checkpoint):
     model, processor, _ = checkpoint
     features = {
         "clip_features": torch.randn(30, 16, generator=torch.Generator().manual_seed(0)),
@@ -163,7 +163,10 @@ def test_tokenizer_and_feature_extractor_objects_replace_the_processor(checkpoin
         TASK, model=model, tokenizer=processor.tokenizer, feature_extractor=processor.feature_extractor
     )
     assert isinstance(from_parts.processor, ZeetadProcessor)
-    assert from_parts(features, candidate_labels=LABELS, threshold=0.0) == detector(
+    # the same model object: a model loaded from the folder may differ in the last bits (its weights keep the file's
+    # alignment, and some CPUs' matrix kernels round differently then)
+    from_processor = pipeline(TASK, model=model, processor=processor)
+    assert from_parts(features, candidate_labels=LABELS, threshold=0.0) == from_processor(
         features, candidate_labels=LABELS, threshold=0.0
     )
 
