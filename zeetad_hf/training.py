@@ -38,10 +38,10 @@ import re
 import shutil
 import sys
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -1097,8 +1097,98 @@ def train(
         (eval_dataset, unseen_classes, unseen_prompts),
     )
 
-    # 3. Optimizer and schedule, counted in optimizer steps of the sharded loader
-    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    # 3. Optimizer and schedule, prepared; a resume restores them, the model, the random states and the loop's state
+    run = _prepare_run(accelerator, args, model, len(train_dataloader))
+    model, steps_per_epoch, max_train_steps = run.model, run.steps_per_epoch, run.max_train_steps
+    state = _resume(accelerator, args, steps_per_epoch)
+    starting_epoch, resume_batches = divmod(state.completed_steps, steps_per_epoch)
+    resume_batches *= args.gradient_accumulation_steps
+
+    # 4. Train; evaluate after every `eval_every_n_epochs`-th epoch and after the last
+    debug_log = {
+        "num_processes": accelerator.num_processes,
+        "process_index": accelerator.process_index,
+        "mixed_precision": accelerator.mixed_precision,
+    }
+    debug_log.update(train_video_ids={}, eval_gathered_video_ids={})
+    # closed on any error too, so that an error message is the last line on the terminal
+    with tqdm(
+        range(max_train_steps),
+        initial=state.completed_steps,
+        disable=args.disable_tqdm or not accelerator.is_local_main_process,
+    ) as progress_bar:
+        for epoch in range(starting_epoch, run.num_epochs):
+            if state.completed_steps >= max_train_steps:
+                break
+            model.train()
+            train_collator.set_epoch(epoch)
+            train_dataloader.set_epoch(epoch)
+            batches = train_dataloader
+            if epoch == starting_epoch and resume_batches:
+                batches = accelerator.skip_first_batches(train_dataloader, resume_batches)
+            _train_epoch(run, state, epoch, batches, seen_prompts, progress_bar, debug_log)
+            _end_epoch(run, state, epoch, evaluation_sets, processor, seen_classes, tiou_thresholds, debug_log)
+
+    # 5. Final model, processor, predictions, results and card, published at once (then the Hub)
+    history, best = state.history, state.best
+    selected_epoch = (history[-1]["epoch"] if history else None) if best is None else best["epoch"]
+    results = _results(
+        history,
+        best,
+        selected_epoch,
+        state.completed_steps,
+        seen_classes,
+        unseen_classes,
+        tiou_thresholds,
+        args.video_fusion_top_k,
+    )
+    write_results = _results_writer(results, accelerator.unwrap_model(model).config, args, model_card)
+    # the selected epoch: the model in memory (the last epoch) or the saved best one
+    source = None if best is None else os.path.join(args.output_dir, BEST_MODEL_DIR)
+    predictions = state.last_predictions if best is None else None
+    _save_model(accelerator, model, processor, args.output_dir, predictions, source, write_results, protocol)
+    if args.push_to_hub and accelerator.is_main_process:
+        push_folder_to_hub(args.output_dir, args.hub_repo_id, args.hub_private_repo)
+    if args.debug_data_log:
+        _write_debug_log(args, accelerator, debug_log)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results
+
+
+class _Run(NamedTuple):
+    """The prepared training objects and the schedule's sizes, fixed for the whole run."""
+
+    accelerator: Accelerator
+    args: ZeetadTrainingArguments
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: Any
+    # optimizer steps
+    steps_per_epoch: int
+    max_train_steps: int
+    num_epochs: int
+
+
+@dataclass
+class _LoopState:
+    """What the training loop carries from step to step: saved in every checkpoint, restored on resume."""
+
+    completed_steps: int = 0
+    # one record per finished epoch: training loss and, for evaluated epochs, their scores
+    history: list[dict] = field(default_factory=list)
+    # the epoch selected on held-out seen videos so far: `{"epoch", "metric"}`
+    best: dict | None = None
+    # this process's (loss sum, batches) in the current epoch
+    loss_totals: torch.Tensor = field(default_factory=lambda: torch.zeros(2, dtype=torch.float64))
+    # the last evaluation's unseen-class detections
+    last_predictions: dict | None = None
+
+
+def _prepare_run(accelerator: Accelerator, args: ZeetadTrainingArguments, model, num_batches: int) -> _Run:
+    """Optimizer and learning-rate schedule, counted in optimizer steps of the sharded training loader (`num_batches`
+    batches per epoch on this process), prepared with the model; trackers started when asked for."""
+    steps_per_epoch = math.ceil(num_batches / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     optimizer = _optimizer(model, args)
@@ -1112,128 +1202,114 @@ def train(
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     if args.with_tracking:
         accelerator.init_trackers("zeetad", config={k: v for k, v in asdict(args).items() if not isinstance(v, list)})
+    return _Run(accelerator, args, model, optimizer, lr_scheduler, steps_per_epoch, max_train_steps, num_epochs)
 
-    # 4. Resume: model, optimizer, scheduler, random states, then the loop's own counters
-    completed_steps, history, best, loss_totals, last_predictions = _resume(accelerator, args, steps_per_epoch)
-    starting_epoch, resume_batches = divmod(completed_steps, steps_per_epoch)
-    resume_batches *= args.gradient_accumulation_steps
 
-    def checkpoint_now(name: str, next_epoch: int) -> None:
-        trainer_state = {
-            "completed_steps": completed_steps,
-            "epoch": next_epoch,
-            "steps_per_epoch": steps_per_epoch,
-            "num_processes": accelerator.num_processes,
-            "history": history,
-            "best": best,
-            # one (loss sum, batches) row per process, restored by each on resume
-            "epoch_loss_totals": _collective(accelerator, loss_totals[None], accelerator.gather).tolist(),
-        }
-        save_checkpoint(
-            accelerator, args.output_dir, name, trainer_state, args.checkpoints_total_limit, last_predictions, protocol
+def _train_epoch(
+    run: _Run,
+    state: _LoopState,
+    epoch: int,
+    batches: Iterable[dict],
+    seen_prompts: Mapping[str, torch.Tensor],
+    progress_bar: tqdm,
+    debug_log: dict,
+) -> None:
+    """Train on one epoch's `batches` (those left of it after a resume) until the epoch or `max_train_steps` ends,
+    checkpointing at the steps asked for, except a step that ends the epoch (see [`_end_epoch`])."""
+    accelerator, args, model = run.accelerator, run.args, run.model
+    for batch in batches:
+        if args.debug_data_log:
+            debug_log["train_video_ids"].setdefault(str(epoch), []).extend(batch["video_ids"])
+        with accelerator.accumulate(model):
+            loss = model(**_model_inputs(batch, seen_prompts, args, epoch)).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            run.optimizer.step()
+            run.lr_scheduler.step()
+            run.optimizer.zero_grad()
+        state.loss_totals += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
+        if not accelerator.sync_gradients:
+            continue
+        state.completed_steps += 1
+        progress_bar.update(1)
+        progress_bar.set_postfix(loss=f"{loss.item():.4f}")
+        if args.with_tracking:
+            accelerator.log(
+                {"train_loss": loss.item(), "lr": run.lr_scheduler.get_last_lr()[0]}, step=state.completed_steps
+            )
+        if state.completed_steps >= run.max_train_steps:
+            break
+        # A step that ends the epoch is checkpointed after the epoch's evaluation.
+        if _is_checkpoint_step(args, state.completed_steps) and state.completed_steps % run.steps_per_epoch:
+            _save_loop_checkpoint(run, state, f"step_{state.completed_steps}", epoch)
+
+
+def _end_epoch(
+    run: _Run,
+    state: _LoopState,
+    epoch: int,
+    evaluation_sets: list["_EvaluationSet"],
+    processor: ZeetadProcessor,
+    seen_classes: Sequence[str],
+    tiou_thresholds: list[float],
+    debug_log: dict,
+) -> None:
+    """Close an epoch: its record (mean training loss; scores and model selection when it is evaluated: every
+    `eval_every_n_epochs`-th epoch and the last), its log line, and its checkpoint when one is due."""
+    accelerator, args = run.accelerator, run.args
+    loss_sum, num_batches = _collective(accelerator, state.loss_totals, accelerator.reduce).tolist()
+    record = {"epoch": epoch, "completed_steps": state.completed_steps, "train_loss": loss_sum / max(num_batches, 1)}
+    last_epoch = epoch == run.num_epochs - 1 or state.completed_steps >= run.max_train_steps
+    if last_epoch or (epoch + 1) % args.eval_every_n_epochs == 0:
+        predictions = _evaluate_epoch(
+            run.model, evaluation_sets, accelerator, args, tiou_thresholds, record, debug_log
         )
+        state.last_predictions = predictions["eval_unseen"]
+        state.best = _select_epoch(
+            record,
+            predictions,
+            state.best,
+            last_epoch,
+            run.model,
+            processor,
+            evaluation_sets[0],
+            seen_classes,
+            accelerator,
+            args,
+        )
+    _log_epoch(record, accelerator, args)
+    state.history.append(record)
+    state.loss_totals.zero_()
+    if args.checkpointing_steps == "epoch":
+        _save_loop_checkpoint(run, state, f"epoch_{epoch}", epoch + 1)
+    elif _is_checkpoint_step(args, state.completed_steps):
+        _save_loop_checkpoint(run, state, f"step_{state.completed_steps}", epoch + 1)
 
-    # 5. Train; evaluate after every `eval_every_n_epochs`-th epoch and after the last
-    debug_log = {
+
+def _save_loop_checkpoint(run: _Run, state: _LoopState, name: str, next_epoch: int) -> None:
+    """Save the checkpoint `name` (see [`save_checkpoint`]) with the loop's state; a resume starts at `next_epoch`."""
+    accelerator, args = run.accelerator, run.args
+    trainer_state = {
+        "completed_steps": state.completed_steps,
+        "epoch": next_epoch,
+        "steps_per_epoch": run.steps_per_epoch,
         "num_processes": accelerator.num_processes,
-        "process_index": accelerator.process_index,
-        "mixed_precision": accelerator.mixed_precision,
+        "history": state.history,
+        "best": state.best,
+        # one (loss sum, batches) row per process, restored by each on resume
+        "epoch_loss_totals": _collective(accelerator, state.loss_totals[None], accelerator.gather).tolist(),
     }
-    debug_log.update(train_video_ids={}, eval_gathered_video_ids={})
-    # closed on any error too, so that an error message is the last line on the terminal
-    with tqdm(
-        range(max_train_steps),
-        initial=completed_steps,
-        disable=args.disable_tqdm or not accelerator.is_local_main_process,
-    ) as progress_bar:
-        for epoch in range(starting_epoch, num_epochs):
-            if completed_steps >= max_train_steps:
-                break
-            model.train()
-            train_collator.set_epoch(epoch)
-            train_dataloader.set_epoch(epoch)
-            active_dataloader = train_dataloader
-            if epoch == starting_epoch and resume_batches:
-                active_dataloader = accelerator.skip_first_batches(train_dataloader, resume_batches)
-            for batch in active_dataloader:
-                if args.debug_data_log:
-                    debug_log["train_video_ids"].setdefault(str(epoch), []).extend(batch["video_ids"])
-                with accelerator.accumulate(model):
-                    loss = model(**_model_inputs(batch, seen_prompts, args, epoch)).loss
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and args.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                    optimizer.step()
-                    lr_scheduler.step()
-                    optimizer.zero_grad()
-                loss_totals += torch.tensor([loss.item(), 1.0], dtype=torch.float64)
-                if not accelerator.sync_gradients:
-                    continue
-                completed_steps += 1
-                progress_bar.update(1)
-                progress_bar.set_postfix(loss=f"{loss.item():.4f}")
-                if args.with_tracking:
-                    accelerator.log(
-                        {"train_loss": loss.item(), "lr": lr_scheduler.get_last_lr()[0]}, step=completed_steps
-                    )
-                if completed_steps >= max_train_steps:
-                    break
-                # A step that ends the epoch is checkpointed after the epoch's evaluation, below.
-                if _is_checkpoint_step(args, completed_steps) and completed_steps % steps_per_epoch:
-                    checkpoint_now(f"step_{completed_steps}", epoch)
-
-            loss_sum, num_batches = _collective(accelerator, loss_totals, accelerator.reduce).tolist()
-            record = {"epoch": epoch, "completed_steps": completed_steps, "train_loss": loss_sum / max(num_batches, 1)}
-            last_epoch = epoch == num_epochs - 1 or completed_steps >= max_train_steps
-            if last_epoch or (epoch + 1) % args.eval_every_n_epochs == 0:
-                predictions = _evaluate_epoch(
-                    model, evaluation_sets, accelerator, args, tiou_thresholds, record, debug_log
-                )
-                last_predictions = predictions["eval_unseen"]
-                best = _select_epoch(
-                    record,
-                    predictions,
-                    best,
-                    last_epoch,
-                    model,
-                    processor,
-                    evaluation_sets[0],
-                    seen_classes,
-                    accelerator,
-                    args,
-                )
-            _log_epoch(record, accelerator, args)
-            history.append(record)
-            loss_totals.zero_()
-            if args.checkpointing_steps == "epoch":
-                checkpoint_now(f"epoch_{epoch}", epoch + 1)
-            elif _is_checkpoint_step(args, completed_steps):
-                checkpoint_now(f"step_{completed_steps}", epoch + 1)
-
-    # 6. Final model, processor, predictions, results and card, published at once (then the Hub)
-    selected_epoch = (history[-1]["epoch"] if history else None) if best is None else best["epoch"]
-    results = _results(
-        history,
-        best,
-        selected_epoch,
-        completed_steps,
-        seen_classes,
-        unseen_classes,
-        tiou_thresholds,
-        args.video_fusion_top_k,
+    protocol = evaluation_protocol(args.video_fusion_top_k)
+    save_checkpoint(
+        accelerator,
+        args.output_dir,
+        name,
+        trainer_state,
+        args.checkpoints_total_limit,
+        state.last_predictions,
+        protocol,
     )
-    write_results = _results_writer(results, accelerator.unwrap_model(model).config, args, model_card)
-    # the selected epoch: the model in memory (the last epoch) or the saved best one
-    source = None if best is None else os.path.join(args.output_dir, BEST_MODEL_DIR)
-    predictions = last_predictions if best is None else None
-    _save_model(accelerator, model, processor, args.output_dir, predictions, source, write_results, protocol)
-    if args.push_to_hub and accelerator.is_main_process:
-        push_folder_to_hub(args.output_dir, args.hub_repo_id, args.hub_private_repo)
-    if args.debug_data_log:
-        _write_debug_log(args, accelerator, debug_log)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return results
 
 
 def _data_loaders(
@@ -1326,21 +1402,16 @@ def _results_writer(results: dict[str, Any], config, args: ZeetadTrainingArgumen
     return write
 
 
-def _resume(
-    accelerator: Accelerator, args: ZeetadTrainingArguments, steps_per_epoch: int
-) -> tuple[int, list, dict | None, torch.Tensor, dict | None]:
-    """Load `args.resume_from_checkpoint` (model, optimizer, scheduler, random states) and return the loop's counters
-    and the last evaluation's unseen-class detections: `(completed_steps, history, best, loss_totals, predictions)`;
-    a fresh start without a checkpoint."""
-    # this process's (loss sum, batches) in the current epoch
-    loss_totals = torch.zeros(2, dtype=torch.float64)
+def _resume(accelerator: Accelerator, args: ZeetadTrainingArguments, steps_per_epoch: int) -> _LoopState:
+    """Load `args.resume_from_checkpoint` (model, optimizer, scheduler, random states) and return the loop's state
+    saved with it (with the last evaluation's unseen-class detections); a fresh state without a checkpoint."""
     checkpoint = args.resume_from_checkpoint
     if checkpoint == "latest":
         checkpoint = find_latest_checkpoint(args.output_dir)
         if checkpoint is None:
             logger.info(f"No checkpoint in {args.output_dir}: starting from scratch.")
     if checkpoint is None:
-        return 0, [], None, loss_totals, None
+        return _LoopState()
     state = read_json(os.path.join(checkpoint, TRAINER_STATE_NAME), "resume_from_checkpoint")
     if state["steps_per_epoch"] != steps_per_epoch or state["num_processes"] != accelerator.num_processes:
         raise ValueError(
@@ -1349,13 +1420,18 @@ def _resume(
             "resume with the same data, batch size, accumulation and number of processes."
         )
     accelerator.load_state(checkpoint)
-    loss_totals = torch.tensor(state["epoch_loss_totals"][accelerator.process_index], dtype=torch.float64)
     predictions_path = os.path.join(checkpoint, PREDICTIONS_NAME)
     predictions = None
     if os.path.isfile(predictions_path):
         predictions = read_json(predictions_path, "resume_from_checkpoint")["results"]
     logger.info(f"Resumed from {checkpoint} at step {state['completed_steps']}.")
-    return state["completed_steps"], state["history"], state["best"], loss_totals, predictions
+    return _LoopState(
+        completed_steps=state["completed_steps"],
+        history=state["history"],
+        best=state["best"],
+        loss_totals=torch.tensor(state["epoch_loss_totals"][accelerator.process_index], dtype=torch.float64),
+        last_predictions=predictions,
+    )
 
 
 def _results(
