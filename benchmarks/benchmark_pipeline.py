@@ -13,13 +13,13 @@ text tower). Reported, in seconds for the whole video:
 - the whole `pipeline(...)` call (text tower, detector and post-processing included);
 and the throughput ratio pipeline / vision tower alone (the issue's goal: >= 0.97 at 320x240, >= 0.95 at 720p).
 Decoding and the tower are reported as wall / CPU seconds (CPU seconds of the whole process, every thread). The
-"CPU ceiling" is the best ratio those CPU seconds allow on this machine's cores: the tower's wall time over the
-wall time that the tower's and the decoder's CPU seconds need when they share every core perfectly,
+"CPU ceiling" is the best ratio those CPU seconds allow on this machine's cores: the tower's wall time over the wall
+time that the tower's and the decoder's CPU seconds need when they share every core perfectly,
 `tower wall / max(tower wall, (tower CPU + decoding CPU) / cores)`. When the tower alone keeps every core busy,
-overlapping cannot hide decoding, and no implementation on this machine reaches more. The tower, the overlapped embedding and the pipeline run in `--repeats`
-rounds, one after the other in each round, and their medians are reported; the ratio is the median of the rounds'
-own ratios, since a shared machine's speed drifts between rounds. Every timed call follows a warm-up call on a 2 s
-clip.
+overlapping cannot hide decoding, and no schedule of the same work reaches more. The tower, the overlapped embedding
+and the pipeline run in `--repeats` rounds, one after the other in each round, and their medians are reported; the
+ratio is the median of the rounds' own ratios, since a shared machine's speed drifts between rounds. Every timed call
+follows a warm-up call on a 2 s clip.
 
 Part 2 (memory, `--part memory`): peak RSS (`VmHWM`) of the whole pipeline, each length in a fresh subprocess, on
 320x240 5 fps videos of `--rss-minutes` minutes (default 5 and 60) sampled at 1 fps, with a ViT-B/16-*shaped* random
