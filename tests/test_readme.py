@@ -47,7 +47,7 @@ CLIP_EMBEDDING_DIM = 512
 # Commands that take minutes on 2 cores (patterns of their words), and those that read what they wrote: RUN_SLOW=1
 # only, to keep the default suite under its time budget.
 SLOW_COMMANDS = (
-    r"zeetad quickstart$",  # the full quickstart, 5.5 to 9.5 minutes
+    r"zeetad quickstart$",  # the full quickstart, 5.5 to 10 minutes
     r"for split in ",  # ten training runs
     r"python examples/evaluate\.py .*--all_splits",  # scores what those ten runs wrote
     r"accelerate launch --multi_gpu --num_processes 4 .*activitynet",  # the GPU line: 4 processes, ~70 s on 2 cores
